@@ -1,0 +1,111 @@
+# magellan-testbed — the only entry points a newcomer needs.
+#   make testbed   bootstrap, build the local site, run the comparison, print it and write the report
+#   make test      lint, unit, molecule and integration tests
+#   make bench     benchmarks (cold/warm testbed, exporter scrape cost)
+#   make clean     remove everything the testbed created (containers, network, images, state)
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STATE := .testbed
+INVENTORY ?= inventories/local
+export PATH := $(BIN):$(PATH)
+export CONTAINERS_CONF := $(CURDIR)/files/containers.conf
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export TIMINGS_FILE := $(CURDIR)/$(STATE)/timings.log
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+TIMED := $(CURDIR)/tools/timed
+PLAYBOOK := $(BIN)/ansible-playbook -i $(INVENTORY)
+
+.PHONY: help bootstrap testbed site compare test lint unit molecule integration bench clean distclean dashboards lock
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+$(STATE):
+	@mkdir -p $(STATE)
+
+$(STATE)/apt.stamp: files/apt-packages.txt | $(STATE)
+	@tools/bootstrap-apt
+	@touch $@
+
+$(VENV)/.stamp: requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q -r requirements.txt
+	@$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	@touch $@
+
+# Wheel of this repository's Python code: the exporters and workloads roles install it on the nodes.
+dist/.stamp: $(VENV)/.stamp $(shell find exporters workloads -name '*.py' 2>/dev/null)
+	@rm -rf dist && mkdir -p dist
+	@$(BIN)/pip wheel -q --no-deps --no-build-isolation -w dist . >/dev/null
+	@touch $@
+
+bootstrap: $(STATE)/apt.stamp $(VENV)/.stamp dist/.stamp
+
+testbed: bootstrap
+	@: > $(TIMINGS_FILE)
+	@$(TIMED) site $(PLAYBOOK) playbooks/site.yml
+	@$(TIMED) compare $(BIN)/testbed compare --inventory $(INVENTORY)
+
+site: bootstrap
+	@$(TIMED) site $(PLAYBOOK) playbooks/site.yml
+
+compare: bootstrap
+	@$(TIMED) compare $(BIN)/testbed compare --inventory $(INVENTORY)
+
+test: bootstrap
+	@: > $(TIMINGS_FILE)
+	@$(TIMED) lint $(MAKE) --no-print-directory lint
+	@$(TIMED) unit $(MAKE) --no-print-directory unit
+	@$(TIMED) images $(PLAYBOOK) playbooks/images.yml
+	@$(TIMED) molecule $(MAKE) --no-print-directory molecule
+	@$(TIMED) integration $(MAKE) --no-print-directory integration
+	@echo "== stage timings"; cat $(TIMINGS_FILE)
+
+lint: bootstrap
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint --profile production --offline
+	$(BIN)/python -m dashboards --check
+
+dashboards: bootstrap
+	$(BIN)/python -m dashboards
+
+unit: bootstrap
+	$(BIN)/pytest -q tests/unit
+
+# Every role that has molecule scenarios; the image is built once (playbooks/images.yml) and shared.
+MOLECULE_ROLES := $(patsubst roles/%/molecule/,%,$(dir $(wildcard roles/*/molecule/)))
+molecule: bootstrap
+	@for r in $(MOLECULE_ROLES); do \
+	  for s in roles/$$r/molecule/*/; do \
+	    s=$$(basename $$s); \
+	    (cd roles/$$r && $(TIMED) "molecule $$r/$$s" $(BIN)/molecule test -s $$s) || exit 1; \
+	  done; \
+	done
+
+integration: bootstrap
+	$(BIN)/pytest -q -m integration tests/integration
+
+bench: bootstrap
+	$(BIN)/python -m testbed.bench --inventory $(INVENTORY)
+
+clean:
+	@if [ -x $(BIN)/ansible-playbook ]; then $(PLAYBOOK) playbooks/teardown.yml -e testbed_remove_images=true; fi
+	rm -rf $(STATE) reports dist
+
+distclean: clean
+	rm -rf $(VENV)
+
+lock:
+	rm -rf $(STATE)/lockvenv && $(PYTHON) -m venv $(STATE)/lockvenv
+	$(STATE)/lockvenv/bin/pip install -q ansible molecule 'molecule-plugins[podman]' pytest-testinfra ansible-lint \
+	  yamllint prometheus-client grafana-foundation-sdk grafana-client rich matplotlib ruff mypy pytest types-PyYAML \
+	  setuptools wheel
+	$(STATE)/lockvenv/bin/pip freeze --all | grep -v '^pip==' > requirements.txt

@@ -1,0 +1,43 @@
+#!/bin/sh
+# Customise a fresh debootstrap tree so that it boots as a node: systemd as init, sshd reachable with a key
+# supplied at run time, per-node SSH host keys, apt sources for the suite. Args: TREE SUITE MIRROR.
+set -eu
+tree=$1 suite=$2 mirror=$3
+
+cat > "$tree/etc/apt/sources.list" <<EOS
+deb $mirror $suite main
+deb $mirror $suite-updates main
+EOS
+cat > "$tree/etc/apt/apt.conf.d/90magellan" <<'EOS'
+APT::Install-Recommends "false";
+APT::Install-Suggests "false";
+EOS
+
+# Every node must have its own SSH host keys: drop the tree's, generate at first start.
+rm -f "$tree"/etc/ssh/ssh_host_*
+mkdir -p "$tree/etc/systemd/system/ssh.service.d"
+cat > "$tree/etc/systemd/system/ssh.service.d/10-hostkeys.conf" <<'EOS'
+[Service]
+ExecStartPre=
+ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStartPre=/usr/sbin/sshd -t
+EOS
+mkdir -p "$tree/etc/systemd/system/multi-user.target.wants"
+ln -sf /lib/systemd/system/ssh.service "$tree/etc/systemd/system/multi-user.target.wants/ssh.service"
+
+# Root logs in with a key only; the key is bind-mounted by whoever starts the node.
+install -d -m 0700 "$tree/root/.ssh"
+sed -i 's/^#\?PermitRootLogin.*/PermitRootLogin prohibit-password/' "$tree/etc/ssh/sshd_config"
+sed -i 's/^#\?UseDNS.*/UseDNS no/' "$tree/etc/ssh/sshd_config"
+
+# Units that have nothing to do in a container node.
+for unit in getty@tty1.service systemd-remount-fs.service console-getty.service; do
+  ln -sf /dev/null "$tree/etc/systemd/system/$unit"
+done
+
+: > "$tree/etc/machine-id"
+rm -f "$tree/etc/hostname"
+rm -rf "$tree"/var/cache/apt/archives/*.deb "$tree"/var/lib/apt/lists/*_* "$tree"/var/log/*.log
+# No package lists: the first apt run on a node must refresh them (cache_valid_time looks at this mtime).
+rm -f "$tree"/var/lib/apt/periodic/update-success-stamp
+touch -d @0 "$tree/var/lib/apt/lists"
