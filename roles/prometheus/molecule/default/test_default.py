@@ -1,0 +1,77 @@
+"""Verify the monitoring roles: packages, files, services, sockets, and that Prometheus really scrapes."""
+
+import json
+import time
+
+PROM = "http://127.0.0.1:9090"
+
+
+def prom_query(host, expr):
+    script = (
+        "import json,sys,urllib.parse,urllib.request;"
+        f"u='{PROM}/api/v1/query?query='+urllib.parse.quote(sys.argv[1]);"
+        "print(urllib.request.urlopen(u,timeout=5).read().decode())"
+    )
+    out = host.check_output("python3 -c %s %s", script, expr)
+    body = json.loads(out)
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def wait_for(host, expr, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = prom_query(host, expr)
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(2)
+
+
+def test_packages(host):
+    assert host.package("prometheus").is_installed
+    assert host.package("prometheus-node-exporter").is_installed
+
+
+def test_config_files(host):
+    cfg = host.file("/etc/prometheus/prometheus.yml")
+    assert cfg.group == "prometheus"
+    assert cfg.mode == 0o640
+    assert "job_name: node" in cfg.content_string
+    assert "job_name: magellan_job" in cfg.content_string
+    assert host.run("promtool check config /etc/prometheus/prometheus.yml").rc == 0
+    prof = host.file("/var/lib/prometheus/node-exporter/magellan_profile.prom")
+    assert 'magellan_node_profile_cpus{node="molecule-monitoring",platform="molecule"} 0.5' in prof.content_string
+
+
+def test_services(host):
+    for name in ("prometheus", "prometheus-node-exporter", "magellan-job-exporter"):
+        svc = host.service(name)
+        assert svc.is_running, name
+        assert svc.is_enabled, name
+
+
+def test_sockets(host):
+    for port in (9090, 9100, 9810):
+        assert host.socket(f"tcp://0.0.0.0:{port}").is_listening or host.socket(f"tcp://:::{port}").is_listening
+
+
+def test_every_target_is_up(host):
+    result = wait_for(host, 'count(up == 1) >= 3')
+    assert result, "fewer than 3 targets up"
+    down = prom_query(host, "up == 0")
+    assert down == [], down
+
+
+def test_profile_and_job_metrics_reach_prometheus(host):
+    cpus = wait_for(host, 'magellan_node_profile_cpus{node="molecule-monitoring"}')
+    assert float(cpus[0]["value"][1]) == 0.5
+    up = wait_for(host, 'magellan_job_collector_up{node="molecule-monitoring",platform="molecule"}')
+    assert float(up[0]["value"][1]) == 1.0
+
+
+def test_a_real_job_is_exported(host):
+    run = host.run("magellan-workload simulate --job-id molecule-check --events 200 --seed 1")
+    assert run.rc == 0, run.stderr
+    result = wait_for(host, 'magellan_job_events_processed_total{job_id="molecule-check"} == 200')
+    assert result, "the finished job's 200 events never reached Prometheus"
+    assert result[0]["metric"]["node"] == "molecule-monitoring"

@@ -1,0 +1,75 @@
+"""Read the site's inventory through ansible-inventory, so that the CLI sees what the playbooks see."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class InventoryError(RuntimeError):
+    """The inventory could not be read or lacks what the command needs."""
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    address: str
+    platform: str
+    profile: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: Path
+    groups: dict[str, list[str]]
+    hostvars: dict[str, dict[str, Any]]
+
+    def nodes(self, group: str) -> list[Node]:
+        if group not in self.groups:
+            known = ", ".join(sorted(g for g in self.groups if g not in ("all", "ungrouped")))
+            raise InventoryError(f"group '{group}' is not in inventory {self.path}; its groups are: {known}")
+        hosts = self.groups[group]
+        if not hosts:
+            raise InventoryError(f"group '{group}' of inventory {self.path} has no hosts")
+        return [self.node(h) for h in hosts]
+
+    def node(self, host: str) -> Node:
+        hv = self.hostvars.get(host, {})
+        address = str(hv.get("testbed_address") or hv.get("ansible_host") or host)
+        profile = hv.get("testbed_node_profile") or {}
+        return Node(host, address, str(hv.get("testbed_platform", "unknown")), dict(profile))
+
+    def prometheus_url(self, port: int = 9090) -> str:
+        servers = self.groups.get("prometheus", [])
+        if len(servers) != 1:
+            raise InventoryError(f"inventory {self.path} needs exactly one host in group 'prometheus'")
+        return f"http://{self.node(servers[0]).address}:{port}"
+
+
+def _collect_groups(data: dict[str, Any], name: str, seen: set[str]) -> list[str]:
+    if name in seen:
+        return []
+    seen.add(name)
+    entry = data.get(name, {})
+    hosts = list(entry.get("hosts", []))
+    for child in entry.get("children", []):
+        hosts += [h for h in _collect_groups(data, child, seen) if h not in hosts]
+    return hosts
+
+
+def load_inventory(path: Path, ansible_inventory: str = "ansible-inventory") -> Inventory:
+    """Run `ansible-inventory --list` on path and flatten group membership (children included)."""
+    try:
+        proc = subprocess.run(
+            [ansible_inventory, "-i", str(path), "--list"], capture_output=True, text=True, check=False
+        )
+    except FileNotFoundError as exc:
+        raise InventoryError(f"{ansible_inventory} not found: run 'make bootstrap' first") from exc
+    if proc.returncode != 0:
+        raise InventoryError(f"ansible-inventory failed on {path}: {proc.stderr.strip()}")
+    data = json.loads(proc.stdout)
+    groups = {g: _collect_groups(data, g, set()) for g in data if g != "_meta"}
+    return Inventory(path, groups, data.get("_meta", {}).get("hostvars", {}))

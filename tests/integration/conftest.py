@@ -1,0 +1,58 @@
+"""Fixtures for the integration tests: the local site, brought up once and torn down at the end."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from testbed.inventory import Inventory, load_inventory
+from testbed.prom import PromClient
+
+REPO = Path(__file__).resolve().parents[2]
+INVENTORY = REPO / "inventories" / "local"
+
+
+def ansible_playbook(playbook: str, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    env.setdefault("CONTAINERS_CONF", str(REPO / "files" / "containers.conf"))
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", str(INVENTORY), str(REPO / "playbooks" / playbook), *extra],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(f"{playbook} failed (exit {proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}")
+    return proc
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """Parse the PLAY RECAP lines of ansible-playbook output: host -> counters."""
+    found: dict[str, dict[str, int]] = {}
+    for host, counters in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output, flags=re.MULTILINE):
+        found[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counters)}
+    return found
+
+
+@pytest.fixture(scope="session")
+def site() -> Iterator[Inventory]:
+    """The local site, up; torn down after the session (also when a test failed)."""
+    os.environ.setdefault("CONTAINERS_CONF", str(REPO / "files" / "containers.conf"))
+    ansible_playbook("site.yml")
+    try:
+        yield load_inventory(INVENTORY)
+    finally:
+        if os.environ.get("TESTBED_KEEP_SITE") != "1":
+            ansible_playbook("teardown.yml", check=False)
+
+
+@pytest.fixture(scope="session")
+def prom(site: Inventory) -> PromClient:
+    return PromClient(site.prometheus_url(), timeout=10.0)

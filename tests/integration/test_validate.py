@@ -1,0 +1,50 @@
+"""validate.yml stops bad inventories early, naming the host, the variable and the fix."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.integration.conftest import ansible_playbook
+
+pytestmark = pytest.mark.integration
+
+
+def _validate(extra_vars: dict[str, object]) -> str:
+    proc = ansible_playbook("validate.yml", "-e", json.dumps(extra_vars), check=False)
+    assert proc.returncode != 0, "validate.yml accepted a bad inventory"
+    return proc.stdout
+
+
+def test_good_inventory_passes() -> None:
+    ansible_playbook("validate.yml")
+
+
+def test_unknown_profile_key() -> None:
+    out = _validate({"testbed_node_profile": {"cpu": 1}})
+    assert "testbed_node_profile has unknown key(s)" in out
+    assert "Host compute1" in out or "Host head" in out
+    assert "allowed keys are cpus" in out
+
+
+def test_profile_out_of_range() -> None:
+    out = _validate({"testbed_node_profile": {"cpus": 64}})
+    assert "testbed_node_profile.cpus=64 is out of range" in out
+
+
+def test_bad_memory_and_blkio() -> None:
+    out = _validate({"testbed_node_profile": {"memory": "lots", "read_bps": "10mb"}})
+    assert "testbed_node_profile.memory=lots must be a size" in out
+
+
+def test_subnet_clash_with_podman_default_network() -> None:
+    # podman's own default network is 10.88.0.0/16 on every host with podman.
+    out = _validate({"testbed_network_subnet": "10.88.0.0/24"})
+    assert "testbed_network_subnet=10.88.0.0/24" in out
+    assert "overlaps" in out
+
+
+def test_address_outside_subnet() -> None:
+    out = _validate({"testbed_network_subnet": "10.214.0.0/24", "testbed_network_gateway": "10.214.0.1"})
+    assert "must be an address inside testbed_network_subnet=10.214.0.0/24" in out
