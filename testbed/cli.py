@@ -27,6 +27,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--duration", type=int, default=60, help="seconds each job runs (default 60)")
     c.add_argument("--events", type=int, default=0, help="stop each job after this many events (0: no limit)")
     c.add_argument("--seed", type=int, default=12345)
+    c.add_argument("--repeat", type=int, default=1, help="repetitions per node, interleaved A B A B (default 1)")
+    c.add_argument(
+        "--concurrent",
+        action="store_true",
+        help="run all nodes at once instead of in turn (nodes sharing one host then slow each other down)",
+    )
     c.add_argument("--reference", help="node the others are compared to (default: the largest CPU profile)")
     c.add_argument("--prometheus-url", help="default: the inventory's prometheus host, port 9090")
     c.add_argument("--reports-dir", type=Path, default=REPO / "reports")
@@ -44,6 +50,9 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     if args.duration <= 0 and args.events <= 0:
         console.print("[red]error:[/] --duration or --events must be positive")
         return 2
+    if args.repeat < 1:
+        console.print("[red]error:[/] --repeat must be at least 1")
+        return 2
     inventory = load_inventory(args.inventory)
     nodes = inventory.nodes(args.group)
     prom = PromClient(args.prometheus_url or inventory.prometheus_url(), timeout=10.0)
@@ -56,12 +65,15 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
         seed=args.seed,
         group=args.group,
         reference=args.reference,
+        repeat=args.repeat,
+        concurrent=args.concurrent,
     )
+    mode = "all at once" if plan.concurrent else "in turn (A B A B)"
     console.print(
-        f"Running [bold]{plan.workload}[/] on {', '.join(n.name for n in nodes)} together "
+        f"Running [bold]{plan.workload}[/] on {', '.join(n.name for n in nodes)} {mode}, {plan.repeat}× "
         f"({plan.duration or '-'} s, {plan.events or 'no'} event limit); live figures from {prom.base_url}"
     )
-    total = float(plan.events) if plan.events else None
+    total = float(plan.events * plan.repeat) if plan.events else None
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
         console=console,
@@ -69,12 +81,11 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
         tasks = {n.name: bar.add_task(n.name, total=total, rate="") for n in nodes}
 
         def show(done: dict[str, float]) -> None:
-            for job_id, value in done.items():
-                node = next((n for n in nodes if job_id.endswith("-" + n.name)), None)
-                if node is not None:
-                    elapsed = bar.tasks[tasks[node.name]].elapsed or 1.0
-                    rate = f"{value:,.0f} events ({value / elapsed:,.0f}/s)"
-                    bar.update(tasks[node.name], completed=value, rate=rate)
+            for n in nodes:
+                value = sum(v for job, v in done.items() if job.endswith("-" + n.name))
+                if value:
+                    elapsed = bar.tasks[tasks[n.name]].elapsed or 1.0
+                    bar.update(tasks[n.name], completed=value, rate=f"{value:,.0f} events")
 
         result = compare.run(inventory, plan, prom, REPO / ".testbed" / "logs", on_progress=show)
     print_comparison(console, result, tolerance=args.tolerance)
@@ -88,7 +99,8 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    console = Console()
+    # A report table is wide: do not squeeze it into 80 columns when the output is a pipe or a CI log.
+    console = Console(width=None if sys.stdout.isatty() else 160)
     try:
         return _compare(args, console)
     except (InventoryError, PromError, compare.CompareError) as exc:

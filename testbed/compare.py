@@ -34,17 +34,35 @@ class Plan:
     seed: int = 12345
     group: str = "workload_nodes"
     reference: str | None = None
+    repeat: int = 1
+    concurrent: bool = False
 
-    def job_id(self, run_id: str, node: Node) -> str:
-        return f"{run_id}-{node.name}"
+    def job_id(self, run_id: str, node: Node, rep: int = 0) -> str:
+        return f"{run_id}-r{rep}-{node.name}"
+
+    def batches(self) -> list[tuple[str, int]]:
+        """(ansible host pattern, repetition) per step. Interleaved: A B A B …, one node at a time, so that nodes
+        sharing one physical host do not slow each other down. Concurrent: every node at once, per repetition."""
+        steps = []
+        for rep in range(self.repeat):
+            if self.concurrent:
+                steps.append((",".join(n.name for n in self.nodes), rep))
+            else:
+                steps += [(n.name, rep) for n in self.nodes]
+        return steps
+
+    def job_ids(self, run_id: str) -> set[str]:
+        return {self.job_id(run_id, n, rep) for n in self.nodes for rep in range(self.repeat)}
 
 
 def new_run_id(now: datetime | None = None) -> str:
     return "cmp-" + (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S")
 
 
-def start_jobs(inventory: Inventory, plan: Plan, run_id: str, log: Path) -> subprocess.Popen[bytes]:
-    """Start playbooks/run_workload.yml; it launches the job on every node at once."""
+def start_jobs(
+    inventory: Inventory, plan: Plan, hosts: str, rep: int, run_id: str, log: Path
+) -> subprocess.Popen[bytes]:
+    """Start playbooks/run_workload.yml; it launches the job on every host of the pattern at once."""
     log.parent.mkdir(parents=True, exist_ok=True)
     cmd = [
         "ansible-playbook",
@@ -52,11 +70,12 @@ def start_jobs(inventory: Inventory, plan: Plan, run_id: str, log: Path) -> subp
         str(inventory.path),
         str(REPO / "playbooks" / "run_workload.yml"),
         "-e",
-        f"workload_run_id={run_id} workload_hosts={plan.group} workload_name={plan.workload} "
-        f"workload_duration={plan.duration} workload_events={plan.events} workload_seed={plan.seed}",
+        f"workload_run_id={run_id} workload_hosts={hosts} workload_name={plan.workload} "
+        f"workload_duration={plan.duration} workload_events={plan.events} workload_seed={plan.seed} "
+        f"workload_rep={rep}",
     ]
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
 
 
@@ -71,7 +90,7 @@ def progress(prom: PromClient, run_id: str) -> dict[str, float]:
 
 def wait_final(prom: PromClient, plan: Plan, run_id: str, timeout: float = 90.0) -> None:
     """Wait until Prometheus has scraped every job in a final state (finished or failed)."""
-    wanted = {plan.job_id(run_id, n) for n in plan.nodes}
+    wanted = plan.job_ids(run_id)
     deadline = time.monotonic() + timeout
     expr = f'magellan_job_state{{job_id=~"{run_id}-.*",state=~"finished|failed"}} == 1'
     while True:
@@ -97,22 +116,24 @@ def measure(prom: PromClient, plan: Plan, run_id: str) -> list[NodeResult]:
     cpus = _values(prom, "magellan_node_profile_cpus", key="node")
     results = []
     for node in plan.nodes:
-        jid = plan.job_id(run_id, node)
-        if jid not in events or jid not in wall:
-            raise CompareError(f"Prometheus has no figures for job {jid} on {node.name}")
-        if jid in failed:
-            raise CompareError(f"job {jid} on {node.name} failed: see its progress file in /var/lib/magellan/jobs")
-        w = wall[jid]
+        jobs = [plan.job_id(run_id, node, rep) for rep in range(plan.repeat)]
+        for jid in jobs:
+            if jid not in events or jid not in wall:
+                raise CompareError(f"Prometheus has no figures for job {jid} on {node.name}")
+            if jid in failed:
+                raise CompareError(f"job {jid} on {node.name} failed: see its progress file in /var/lib/magellan/jobs")
+        n_events = sum(events[j] for j in jobs)
+        n_wall = sum(wall[j] for j in jobs)
         results.append(
             NodeResult(
                 node=node.name,
                 platform=node.platform,
-                job_id=jid,
+                job_id=",".join(jobs),
                 configured_cpus=cpus.get(node.name),
-                events=int(events[jid]),
-                wall_seconds=w,
-                cpu_seconds=cpu.get(jid, 0.0),
-                events_per_second=events[jid] / w if w > 0 else 0.0,
+                events=int(n_events),
+                wall_seconds=n_wall,
+                cpu_seconds=sum(cpu.get(j, 0.0) for j in jobs),
+                events_per_second=n_events / n_wall if n_wall > 0 else 0.0,
                 accel=None,  # bare-metal nodes; virtual nodes report their accelerator
             )
         )
@@ -138,24 +159,35 @@ def run(
     run_id = new_run_id()
     started = datetime.now(UTC)
     log = log_dir / f"{run_id}.log"
-    proc = start_jobs(inventory, plan, run_id, log)
-    while proc.poll() is None:
-        if on_progress:
-            try:
-                on_progress(progress(prom, run_id))
-            except PromError:
-                pass
-        time.sleep(2)
-    if proc.returncode != 0:
-        tail = log.read_text(errors="replace").splitlines()[-25:]
-        raise CompareError(f"the workload run failed (ansible-playbook exit {proc.returncode}); log {log}:\n" + "\n".join(tail))
+    for hosts, rep in plan.batches():
+        proc = start_jobs(inventory, plan, hosts, rep, run_id, log)
+        while proc.poll() is None:
+            if on_progress:
+                try:
+                    on_progress(progress(prom, run_id))
+                except PromError:
+                    pass
+            time.sleep(2)
+        if proc.returncode != 0:
+            tail = log.read_text(errors="replace").splitlines()[-25:]
+            raise CompareError(
+                f"the workload run on {hosts} failed (ansible-playbook exit {proc.returncode}); log {log}:\n"
+                + "\n".join(tail)
+            )
     wait_final(prom, plan, run_id)
     results = measure(prom, plan, run_id)
     if on_progress:
-        on_progress({r.job_id: float(r.events) for r in results})
+        on_progress(progress(prom, run_id))
     return Comparison(
         workload=plan.workload,
-        parameters={"duration_s": plan.duration, "events": plan.events, "seed": plan.seed, "run_id": run_id},
+        parameters={
+            "duration_s": plan.duration,
+            "events": plan.events,
+            "seed": plan.seed,
+            "run_id": run_id,
+            "repeat": plan.repeat,
+            "mode": "concurrent" if plan.concurrent else "interleaved",
+        },
         reference=pick_reference(plan, results),
         started=started,
         finished=datetime.now(UTC),

@@ -1,0 +1,1 @@
+"""magellan-testbed controller side: comparisons, reports, benchmarks."""

@@ -1,0 +1,84 @@
+"""Benchmarks (`make bench`): cold and warm `make testbed`, and the job exporter's scrape cost.
+
+Prints figures measured in this one run, side by side, with their ratio; asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _run(cmd: list[str], log: Path) -> tuple[float, str]:
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+    elapsed = time.monotonic() - start
+    log.write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed (exit {proc.returncode}); see {log}")
+    return elapsed, proc.stdout
+
+
+def site_changed(output: str) -> int:
+    """Sum of changed= over the PLAY RECAP of the site stage (the first recap block of the run)."""
+    recaps = output.split("PLAY RECAP")
+    if len(recaps) < 2:
+        return -1
+    block = recaps[1].split("\n\n")[0]
+    return sum(int(n) for n in re.findall(r"changed=(\d+)", block))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="testbed.bench", description=__doc__)
+    p.add_argument("--skip-cold", action="store_true", help="do not run make clean + cold make testbed")
+    p.add_argument("--jobs", type=int, default=1000, help="jobs in the exporter's fixture tree")
+    p.add_argument("--inventory", default="inventories/local")
+    args = p.parse_args(argv)
+    console = Console()
+    logs = REPO / ".testbed" / "bench"
+    logs.mkdir(parents=True, exist_ok=True)
+    table = Table(title="magellan-testbed benchmarks")
+    for col in ("measurement", "value", "note"):
+        table.add_column(col)
+
+    make = ["make", "--no-print-directory", f"INVENTORY={args.inventory}"]
+    cold = None
+    if not args.skip_cold:
+        console.print("cold: make clean, then make testbed (debootstrap, image, nodes, packages, comparison)…")
+        subprocess.run([*make, "clean"], cwd=REPO, capture_output=True, check=False)
+        cold, out = _run([*make, "testbed"], logs / "cold.log")
+        table.add_row("cold make testbed", f"{cold:.0f} s", f"site changed={site_changed(out)}")
+    console.print("warm: make testbed again…")
+    warm, out = _run([*make, "testbed"], logs / "warm.log")
+    changed = site_changed(out)
+    table.add_row("warm make testbed", f"{warm:.0f} s", f"second converge changed={changed}")
+    if cold:
+        table.add_row("warm / cold", f"{warm / cold:.2f}", "")
+
+    console.print(f"exporter: fixture tree of {args.jobs} jobs…")
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporters.bench", "--jobs", str(args.jobs)],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    )
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key, value in figures.items():
+        table.add_row(f"exporter {key}", str(value), f"{args.jobs} jobs")
+    console.print(table)
+    (logs / "bench.json").write_text(
+        json.dumps({"cold_s": cold, "warm_s": warm, "warm_changed": changed, "exporter": figures}, indent=2)
+    )
+    return 0 if changed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
