@@ -93,11 +93,11 @@ def parse_progress(text: str) -> Progress:
         values[key] = v
     for key in _FLOAT_FIELDS:
         v = data.get(key)
-        if type(v) not in (int, float) or v < 0:
+        if not isinstance(v, int | float) or isinstance(v, bool) or v < 0:
             raise ProgressError("field", f"{key}={v!r} is not a non-negative number")
         values[key] = float(v)
     finished = data.get("finished_at")
-    if finished is not None and (type(finished) not in (int, float) or finished < 0):
+    if finished is not None and (not isinstance(finished, int | float) or isinstance(finished, bool) or finished < 0):
         raise ProgressError("field", f"finished_at={finished!r} is not a number or null")
     for key in ("job_id", "workload", "state"):
         if not isinstance(data.get(key), str):
@@ -258,21 +258,31 @@ class JobCollector:
                 state.add_metric([*labels, s], 1.0 if p.state == s else 0.0)
         yield from (events, target, cpu, wall, rd, wr, state, started)
 
-        up_m = GaugeMetricFamily("magellan_job_collector_up", "1 when the jobs directory could be read.", labels=self_labels)
+        up_m = GaugeMetricFamily(
+            "magellan_job_collector_up", "1 when the jobs directory could be read.", labels=self_labels
+        )
         up_m.add_metric(me, 1.0 if up else 0.0)
-        files = GaugeMetricFamily("magellan_job_progress_files", "Valid progress files at this scrape.", labels=self_labels)
+        files = GaugeMetricFamily(
+            "magellan_job_progress_files", "Valid progress files at this scrape.", labels=self_labels
+        )
         files.add_metric(me, len(jobs))
         bad = GaugeMetricFamily(
-            "magellan_job_progress_invalid", "Progress files that could not be used at this scrape.", labels=self_labels
+            "magellan_job_progress_invalid",
+            "Progress files that could not be used at this scrape.",
+            labels=self_labels,
         )
         bad.add_metric(me, invalid)
         errs = CounterMetricFamily(
-            "magellan_job_progress_errors", "Progress-file and jobs-directory errors, by reason.", labels=[*self_labels, "reason"]
+            "magellan_job_progress_errors",
+            "Progress-file and jobs-directory errors, by reason.",
+            labels=[*self_labels, "reason"],
         )
         for reason, count in sorted(self.errors.items()):
             errs.add_metric([*me, reason], count)
         took = GaugeMetricFamily(
-            "magellan_job_scrape_duration_seconds", "Time this collector took to read the jobs.", labels=self_labels
+            "magellan_job_scrape_duration_seconds",
+            "Time this collector took to read the jobs.",
+            labels=self_labels,
         )
         took.add_metric(me, time.perf_counter() - start)
         yield from (up_m, files, bad, errs, took)
@@ -301,7 +311,7 @@ def build_registry(paths: Paths, node: str, platform: str, job: bool = True) -> 
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     if job:
-        registry.register(JobCollector(paths, node, platform))  # type: ignore[arg-type]
+        registry.register(JobCollector(paths, node, platform))
     return registry
 
 
@@ -320,7 +330,14 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         LOG.error("cannot listen on %s:%d: %s", host, port, exc)
         return 1
-    LOG.info("listening on %s:%d, jobs in %s, node=%s platform=%s", host, port, paths.jobs, args.node, args.platform)
+    LOG.info(
+        "listening on %s:%d, jobs in %s, node=%s platform=%s",
+        host,
+        port,
+        paths.jobs,
+        args.node,
+        args.platform,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

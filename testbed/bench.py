@@ -68,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"exporter: fixture tree of {args.jobs} jobs…")
     proc = subprocess.run(
         [sys.executable, "-m", "exporters.bench", "--jobs", str(args.jobs)],
-        cwd=REPO, capture_output=True, text=True, check=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     for key, value in figures.items():

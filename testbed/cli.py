@@ -75,7 +75,10 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     )
     total = float(plan.events * plan.repeat) if plan.events else None
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
         console=console,
     ) as bar:
         tasks = {n.name: bar.add_task(n.name, total=total, rate="") for n in nodes}
@@ -84,7 +87,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
             for n in nodes:
                 value = sum(v for job, v in done.items() if job.endswith("-" + n.name))
                 if value:
-                    elapsed = bar.tasks[tasks[n.name]].elapsed or 1.0
+                    bar.tasks[tasks[n.name]].elapsed or 1.0
                     bar.update(tasks[n.name], completed=value, rate=f"{value:,.0f} events")
 
         result = compare.run(inventory, plan, prom, REPO / ".testbed" / "logs", on_progress=show)

@@ -6,6 +6,7 @@ series the dashboards show — not from the jobs' own summaries.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -163,10 +164,8 @@ def run(
         proc = start_jobs(inventory, plan, hosts, rep, run_id, log)
         while proc.poll() is None:
             if on_progress:
-                try:
+                with contextlib.suppress(PromError):
                     on_progress(progress(prom, run_id))
-                except PromError:
-                    pass
             time.sleep(2)
         if proc.returncode != 0:
             tail = log.read_text(errors="replace").splitlines()[-25:]

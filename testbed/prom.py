@@ -82,7 +82,13 @@ class PromClient:
     def targets(self) -> list[Target]:
         data = self._get("/api/v1/targets", {"state": "active"})
         return [
-            Target(t["labels"].get("job", ""), t["labels"].get("instance", ""), t["labels"], t["health"], t["lastError"])
+            Target(
+                t["labels"].get("job", ""),
+                t["labels"].get("instance", ""),
+                t["labels"],
+                t["health"],
+                t["lastError"],
+            )
             for t in data["activeTargets"]
         ]
 

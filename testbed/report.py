@@ -12,6 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+
+matplotlib.use("Agg")  # no display: render to files only
+import matplotlib.pyplot as plt
 from rich.console import Console
 from rich.table import Table
 
@@ -84,8 +88,14 @@ class Comparison:
             "started": self.started.isoformat(),
             "finished": self.finished.isoformat(),
             "results": [asdict(r) for r in self.results],
-            "ratios": {row.result.node: {"ratio": row.ratio, "expected": row.expected, "deviation_pct": row.deviation_pct}
-                       for row in self.rows()},
+            "ratios": {
+                row.result.node: {
+                    "ratio": row.ratio,
+                    "expected": row.expected,
+                    "deviation_pct": row.deviation_pct,
+                }
+                for row in self.rows()
+            },
         }
 
 
@@ -113,16 +123,37 @@ def _check(row: Row, tolerance_pct: float) -> str:
 
 def table(comparison: Comparison, tolerance_pct: float = 15.0) -> Table:
     t = Table(title=f"{comparison.workload}: events/s per node, relative to {comparison.reference}")
-    for col in ("node", "platform", "accel", "CPUs", "events", "wall s", "CPU eff.", "ev/CPU-s", "events/s", "ratio",
-                "expected", "deviation", "check"):
+    for col in (
+        "node",
+        "platform",
+        "accel",
+        "CPUs",
+        "events",
+        "wall s",
+        "CPU eff.",
+        "ev/CPU-s",
+        "events/s",
+        "ratio",
+        "expected",
+        "deviation",
+        "check",
+    ):
         t.add_column(col, justify="left" if col in ("node", "platform", "accel", "check") else "right")
     for row in comparison.rows():
         r = row.result
         t.add_row(
-            r.node, r.platform, r.accel or "—", _fmt(r.configured_cpus, ".2f"), f"{r.events:,}",
-            f"{r.wall_seconds:.1f}", f"{r.cpu_efficiency:.2f}", f"{r.events_per_cpu_second:,.0f}",
-            f"{r.events_per_second:,.1f}", f"{row.ratio:.3f}",
-            _fmt(row.expected, ".3f"), _fmt(row.deviation_pct, "+.1f") + ("" if row.deviation_pct is None else " %"),
+            r.node,
+            r.platform,
+            r.accel or "—",
+            _fmt(r.configured_cpus, ".2f"),
+            f"{r.events:,}",
+            f"{r.wall_seconds:.1f}",
+            f"{r.cpu_efficiency:.2f}",
+            f"{r.events_per_cpu_second:,.0f}",
+            f"{r.events_per_second:,.1f}",
+            f"{row.ratio:.3f}",
+            _fmt(row.expected, ".3f"),
+            _fmt(row.deviation_pct, "+.1f") + ("" if row.deviation_pct is None else " %"),
             _check(row, tolerance_pct),
         )
     return t
@@ -137,18 +168,19 @@ def _markdown(c: Comparison, tolerance: float) -> str:
         f"# {c.workload}: platform comparison",
         "",
         f"Run {c.parameters.get('run_id', '')}, {c.started:%Y-%m-%d %H:%M:%S} – {c.finished:%H:%M:%S} UTC. "
-        f"Parameters: {', '.join(f'{k}={v}' for k, v in sorted(c.parameters.items()))}. Reference node: {c.reference}.",
+        "Parameters: " + ", ".join(f"{k}={v}" for k, v in sorted(c.parameters.items())) + ".",
+        f"Reference node: {c.reference}.",
         "",
-        "| node | platform | accel | CPUs | events | wall s | CPU eff. | events/CPU-s | events/s | ratio | expected | deviation "
-        "| check |",
+        "| node | platform | accel | CPUs | events | wall s | CPU eff. | events/CPU-s | events/s | ratio | expected "
+        "| deviation | check |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in c.rows():
         r = row.result
         lines.append(
             f"| {r.node} | {r.platform} | {r.accel or '—'} | {_fmt(r.configured_cpus, '.2f')} | {r.events} | "
-            f"{r.wall_seconds:.1f} | {r.cpu_efficiency:.2f} | {r.events_per_cpu_second:.0f} | {r.events_per_second:.1f} | "
-            f"{row.ratio:.3f} | "
+            f"{r.wall_seconds:.1f} | {r.cpu_efficiency:.2f} | {r.events_per_cpu_second:.0f} | "
+            f"{r.events_per_second:.1f} | {row.ratio:.3f} | "
             f"{_fmt(row.expected, '.3f')} | {_fmt(row.deviation_pct, '+.1f')} | {_check(row, tolerance)} |"
         )
     lines += [
@@ -173,20 +205,15 @@ def _markdown(c: Comparison, tolerance: float) -> str:
 
 
 def _plot(c: Comparison, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = c.rows()
     ref = c.reference_result().events_per_second
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     names = [f"{r.result.node}\n{r.result.platform}" for r in rows]
     ax.bar(names, [r.result.events_per_second for r in rows], color="#3b75af", label="measured")
-    for i, r in enumerate(rows):
-        if r.expected is not None:
-            ax.hlines(r.expected * ref, i - 0.4, i + 0.4, colors="#d62728", linestyles="dashed",
-                      label="expected from CPU profile" if i == 0 else None)
+    marked = [(i, r.expected * ref) for i, r in enumerate(rows) if r.expected is not None]
+    for n, (i, value) in enumerate(marked):
+        label = "expected from CPU profile" if n == 0 else "_nolegend_"
+        ax.hlines(value, i - 0.4, i + 0.4, colors="#d62728", linestyles="dashed", label=label)
     ax.set_ylabel("events / s")
     ax.set_title(f"{c.workload}: events/s per node")
     ax.legend()

@@ -9,7 +9,6 @@ import signal
 import sys
 import time
 from types import FrameType
-from typing import List, Optional
 
 from workloads.progress import ProgressWriter, valid_job_id
 from workloads.simulate import Simulator
@@ -21,7 +20,7 @@ class Terminated(Exception):
     """SIGTERM arrived."""
 
 
-def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Terminated()
 
 
@@ -75,7 +74,7 @@ def simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.events < 0 or args.duration < 0 or args.progress_interval <= 0:

@@ -7,7 +7,7 @@ import os
 import re
 import resource
 import time
-from typing import Any, Optional
+from typing import Any
 
 SCHEMA = 1
 JOB_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
@@ -58,7 +58,7 @@ class ProgressWriter:
             "bytes_written": 0,
         }
 
-    def update(self, events: int, state: str = "running", message: Optional[str] = None) -> None:
+    def update(self, events: int, state: str = "running", message: str | None = None) -> None:
         assert state in STATES
         now = time.time()
         usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -13,8 +13,8 @@ import math
 import random
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Tuple
 
 ETA_MAX = 2.5
 N_ETA = 50  # cells of 0.1 in eta
@@ -36,7 +36,7 @@ class Event:
     met: float
 
 
-Cell = Tuple[int, int]
+Cell = tuple[int, int]
 
 
 class Simulator:
@@ -59,16 +59,16 @@ class Simulator:
 
     def _pt(self) -> float:
         # Power law above 0.5 GeV (dN/dpT ~ pT^-4), capped at 1 TeV.
-        return min(0.5 * (1.0 - self.rng.random()) ** (-1.0 / 3.0), 1000.0)
+        return min(0.5 * float((1.0 - self.rng.random()) ** (-1.0 / 3.0)), 1000.0)
 
-    def _species(self) -> Tuple[str, bool]:
+    def _species(self) -> tuple[str, bool]:
         u = self.rng.random()
-        for (name, _, charged), edge in zip(SPECIES, _CUMULATIVE):
+        for (name, _, charged), edge in zip(SPECIES, _CUMULATIVE, strict=False):
             if u <= edge:
                 return name, charged
         return SPECIES[0][0], SPECIES[0][2]
 
-    def _deposit(self, cells: Dict[Cell, float], eta: float, phi: float, energy: float, radius: int) -> None:
+    def _deposit(self, cells: dict[Cell, float], eta: float, phi: float, energy: float, radius: int) -> None:
         ieta = min(N_ETA - 1, max(0, int((eta + ETA_MAX) / CELL_ETA)))
         iphi = int((phi + math.pi) / CELL_PHI) % N_PHI
         width = 0.6 * radius + 0.4
@@ -81,10 +81,10 @@ class Simulator:
         for cell, w in weights:
             cells[cell] = cells.get(cell, 0.0) + energy * w / total
 
-    def _hard_scatter(self) -> List[Tuple[float, float, float]]:
+    def _hard_scatter(self) -> list[tuple[float, float, float]]:
         """Two back-to-back partons (pT from 20 GeV, falling) fragmenting into collimated particles."""
         rng = self.rng
-        pt = min(20.0 * (1.0 - rng.random()) ** (-1.0 / 3.0), 2000.0)
+        pt = min(20.0 * float((1.0 - rng.random()) ** (-1.0 / 3.0)), 2000.0)
         phi0 = rng.uniform(-math.pi, math.pi)
         out = []
         for side in (0.0, math.pi):
@@ -101,9 +101,11 @@ class Simulator:
 
     def event(self) -> Event:
         rng = self.rng
-        cells: Dict[Cell, float] = {}
-        soft = [(self._pt(), rng.uniform(-ETA_MAX, ETA_MAX), rng.uniform(-math.pi, math.pi))
-                for _ in range(self._poisson(self.mean_particles))]
+        cells: dict[Cell, float] = {}
+        soft = [
+            (self._pt(), rng.uniform(-ETA_MAX, ETA_MAX), rng.uniform(-math.pi, math.pi))
+            for _ in range(self._poisson(self.mean_particles))
+        ]
         particles = self._hard_scatter() + soft
         n = len(particles)
         tracks = 0
@@ -130,12 +132,21 @@ class Simulator:
         mey = -sum(et * math.sin(p) for _, p, et in towers)
         self.events += 1
         ev = Event(self.events, n, tracks, len(towers), len(jets), jets[0] if jets else 0.0, math.hypot(mex, mey))
-        packed = struct.pack("<5i2d", ev.number, n, tracks, ev.n_cells, ev.n_jets, round(ev.leading_jet_pt, 6), round(ev.met, 6))
+        packed = struct.pack(
+            "<5i2d",
+            ev.number,
+            n,
+            tracks,
+            ev.n_cells,
+            ev.n_jets,
+            round(ev.leading_jet_pt, 6),
+            round(ev.met, 6),
+        )
         self.checksum = zlib.crc32(packed, self.checksum)
         return ev
 
     @staticmethod
-    def _towers(cells: Dict[Cell, float]) -> List[Tuple[float, float, float]]:
+    def _towers(cells: dict[Cell, float]) -> list[tuple[float, float, float]]:
         """(eta, phi, ET) of the cells above the 0.1 GeV ET threshold."""
         out = []
         for (ie, ip), energy in cells.items():
@@ -146,7 +157,7 @@ class Simulator:
         return out
 
     @staticmethod
-    def _jets(towers: List[Tuple[float, float, float]], radius: float = 0.4) -> List[float]:
+    def _jets(towers: list[tuple[float, float, float]], radius: float = 0.4) -> list[float]:
         """Seeded cone jets (seed ET > 2 GeV, R = 0.4), jet pT > 10 GeV, descending."""
         used = [False] * len(towers)
         order = sorted(range(len(towers)), key=lambda i: -towers[i][2])

@@ -6,11 +6,12 @@ import time
 from pathlib import Path
 
 import pytest
-
 from dashboards.queries import check_dashboards
+
 from testbed import compare
 from testbed.inventory import Inventory
 from testbed.prom import PromClient
+from testbed.report import write_report
 from tests.integration.conftest import REPO, ansible_playbook, recap
 
 pytestmark = pytest.mark.integration
@@ -22,7 +23,11 @@ def test_every_prometheus_target_is_up(site: Inventory, prom: PromClient) -> Non
     deadline = time.monotonic() + 60
     while True:
         targets = prom.targets()
-        down = [f"{t.labels.get('job')}/{t.labels.get('node')}: {t.health} {t.last_error}" for t in targets if t.health != "up"]
+        down = [
+            f"{t.labels.get('job')}/{t.labels.get('node')}: {t.health} {t.last_error}"
+            for t in targets
+            if t.health != "up"
+        ]
         if not down or time.monotonic() > deadline:
             break
         time.sleep(3)
@@ -67,8 +72,6 @@ def test_second_converge_changes_nothing(comparison: compare.Comparison) -> None
 
 
 def test_report_is_written(comparison: compare.Comparison, tmp_path: Path) -> None:
-    from testbed.report import write_report
-
     out = write_report(comparison, tmp_path)
     assert (out / "report.md").read_text().count("compute") >= 2
     assert (out / "events_per_second.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

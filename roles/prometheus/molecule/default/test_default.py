@@ -56,7 +56,7 @@ def test_sockets(host):
 
 
 def test_every_target_is_up(host):
-    result = wait_for(host, 'count(up == 1) >= 3')
+    result = wait_for(host, "count(up == 1) >= 3")
     assert result, "fewer than 3 targets up"
     down = prom_query(host, "up == 0")
     assert down == [], down
