@@ -157,12 +157,14 @@ class JobCollector:
         platform: str,
         clock: Callable[[], float] = time.time,
         clock_ticks: int | None = None,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.paths = paths
         self.node = node
         self.platform = platform
         self.clock = clock
         self.ticks = clock_ticks or os.sysconf("SC_CLK_TCK")
+        self.timer = timer
         self.errors: dict[str, int] = {}
         self._logged: set[tuple[str, float]] = set()
 
@@ -225,7 +227,7 @@ class JobCollector:
         return True, jobs, invalid
 
     def collect(self) -> Iterator[Metric]:
-        start = time.perf_counter()
+        start = self.timer()
         up, jobs, invalid = self.read_jobs()
         self_labels = ["node", "platform"]
         me = [self.node, self.platform]
@@ -284,7 +286,7 @@ class JobCollector:
             "Time this collector took to read the jobs.",
             labels=self_labels,
         )
-        took.add_metric(me, time.perf_counter() - start)
+        took.add_metric(me, self.timer() - start)
         yield from (up_m, files, bad, errs, took)
 
 

@@ -1,0 +1,188 @@
+""""Platform comparison": the same workload on several platforms, side by side."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard
+
+from dashboards.common import (
+    RATE,
+    SELECTOR,
+    datasource_variable,
+    label_variable,
+    stat_panel,
+    target,
+    timeseries_panel,
+)
+
+UID = "magellan-platform-comparison"
+EVENTS = f"magellan_job_events_processed_total{{{SELECTOR}}}"
+CPU = f"magellan_job_cpu_seconds_total{{{SELECTOR}}}"
+
+
+def build() -> dashboard.Dashboard:
+    d = (
+        dashboard.Dashboard("Platform comparison")
+        .uid(UID)
+        .description("ATLAS-like workloads on several platforms: throughput, CPU efficiency, I/O, health.")
+        .tags(["magellan", "generated", "comparison"])
+        .refresh("10s")
+        .time("now-30m", "now")
+        .timezone("browser")
+        .editable()
+        .with_variable(datasource_variable())
+        .with_variable(label_variable("platform", "Platform", "label_values(magellan_job_events_processed_total, platform)"))
+        .with_variable(
+            label_variable("node", "Node", 'label_values(magellan_job_events_processed_total{platform=~"$platform"}, node)')
+        )
+    )
+    d = d.with_row(dashboard.Row("Throughput"))
+    d = d.with_panel(
+        timeseries_panel(
+            "Events per second",
+            "How many events the jobs on each node process per second, summed over the node's jobs. "
+            "The same workload on two platforms: the higher line is the faster platform.",
+            "ops",
+            [target(f"sum by (node, platform) (rate({EVENTS}[{RATE}]))", "{{node}} ({{platform}})")],
+        )
+    )
+    d = d.with_panel(
+        timeseries_panel(
+            "Events per second relative to the fastest node",
+            "Each node's event rate divided by the highest rate among the selected nodes (1 = fastest). "
+            "Read it as the platform's speed ratio.",
+            "percentunit",
+            [
+                target(
+                    f"sum by (node, platform) (rate({EVENTS}[{RATE}])) / scalar(max(sum by (node) (rate({EVENTS}[{RATE}]))))",
+                    "{{node}} ({{platform}})",
+                )
+            ],
+        )
+    )
+    d = d.with_panel(
+        timeseries_panel(
+            "Events per CPU second",
+            "Events processed per second of CPU the jobs used: the work done per unit of CPU, independent of how "
+            "much CPU a node gives. Equal values mean the platforms differ only in how much CPU they hand out.",
+            "short",
+            [
+                target(
+                    f"sum by (node, platform) (rate({EVENTS}[{RATE}])) / sum by (node, platform) (rate({CPU}[{RATE}]))",
+                    "{{node}} ({{platform}})",
+                )
+            ],
+        )
+    )
+    d = d.with_panel(
+        timeseries_panel(
+            "CPU efficiency per running job",
+            "CPU seconds per wall second of the node's running jobs, per job (1 = each job had a full core). "
+            "Below the configured CPU quota means the job waited for something else than CPU.",
+            "percentunit",
+            [
+                target(
+                    f"sum by (node, platform) (rate({CPU}[{RATE}])) / "
+                    f'clamp_min(sum by (node, platform) (magellan_job_state{{state="running", {SELECTOR}}}), 1)',
+                    "{{node}} ({{platform}})",
+                )
+            ],
+        )
+    )
+    d = d.with_row(dashboard.Row("Configured vs measured"))
+    d = d.with_panel(
+        timeseries_panel(
+            "CPU profile: configured vs used",
+            "The CPU quota each node was given (dashed in Grafana's legend as 'configured') next to the CPU its "
+            "jobs actually used. A platform that delivers its quota shows the two lines together while jobs run.",
+            "short",
+            [
+                target(f"magellan_node_profile_cpus{{{SELECTOR}}}", "{{node}} configured", "A"),
+                target(f"sum by (node, platform) (rate({CPU}[{RATE}]))", "{{node}} used by jobs", "B"),
+            ],
+        )
+    )
+    d = d.with_panel(
+        timeseries_panel(
+            "Node CPU busy",
+            "CPU time per second the whole node spent outside idle, from node_exporter (all processes, not only "
+            "jobs). On container nodes this is the host's view: compare it with the jobs' own figure.",
+            "short",
+            [
+                target(
+                    f'sum by (node, platform) (rate(node_cpu_seconds_total{{mode!="idle", {SELECTOR}}}[{RATE}]))',
+                    "{{node}} ({{platform}})",
+                )
+            ],
+        )
+    )
+    d = d.with_row(dashboard.Row("I/O"))
+    d = d.with_panel(
+        timeseries_panel(
+            "Job read rate",
+            "Bytes per second the node's jobs read from storage (from /proc/<pid>/io read_bytes).",
+            "Bps",
+            [target(f"sum by (node, platform) (rate(magellan_job_read_bytes_total{{{SELECTOR}}}[{RATE}]))", "{{node}}")],
+        )
+    )
+    d = d.with_panel(
+        timeseries_panel(
+            "Job write rate",
+            "Bytes per second the node's jobs wrote to storage (from /proc/<pid>/io write_bytes).",
+            "Bps",
+            [
+                target(
+                    f"sum by (node, platform) (rate(magellan_job_written_bytes_total{{{SELECTOR}}}[{RATE}]))",
+                    "{{node}}",
+                )
+            ],
+        )
+    )
+    d = d.with_row(dashboard.Row("Jobs and health"))
+    d = d.with_panel(
+        timeseries_panel(
+            "Jobs by state",
+            "How many jobs each node reports as running, finished or failed.",
+            "short",
+            [target(f"sum by (node, state) (magellan_job_state{{{SELECTOR}}})", "{{node}} {{state}}")],
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        stat_panel(
+            "Job exporters up",
+            "Nodes whose job exporter could read its jobs directory (1 each). Fewer than nodes means a broken "
+            "exporter: its jobs are missing from every other panel.",
+            "short",
+            [target('sum(magellan_job_collector_up{node=~"$node"})', "up")],
+            width=4,
+        )
+    )
+    d = d.with_panel(
+        stat_panel(
+            "Unreadable progress files",
+            "Progress files the job exporters could not parse at their last scrape (corrupt or half-written). "
+            "Should be 0.",
+            "short",
+            [target('sum(magellan_job_progress_invalid{node=~"$node"})', "invalid")],
+            width=4,
+        )
+    )
+    d = d.with_panel(
+        stat_panel(
+            "Scrape targets down",
+            "Prometheus targets (exporters on the nodes) that did not answer the last scrape. Should be 0.",
+            "short",
+            [target("count(up == 0) or vector(0)", "down")],
+            width=4,
+        )
+    )
+    d = d.with_panel(
+        stat_panel(
+            "Scrape targets up",
+            "Prometheus targets that answered the last scrape.",
+            "short",
+            [target("count(up == 1)", "up")],
+            width=4,
+        )
+    )
+    return d
