@@ -85,8 +85,9 @@ MOLECULE_ROLES := $(patsubst roles/%/molecule/,%,$(dir $(wildcard roles/*/molecu
 molecule: bootstrap
 	@for r in $(MOLECULE_ROLES); do \
 	  for s in roles/$$r/molecule/*/; do \
-	    s=$$(basename $$s); \
-	    (cd roles/$$r && $(TIMED) "molecule $$r/$$s" $(BIN)/molecule test -s $$s) || exit 1; \
+	    s=$$(basename $$s); log=$(CURDIR)/$(STATE)/molecule-$$r-$$s.log; \
+	    (cd roles/$$r && $(TIMED) "molecule $$r/$$s" $(BIN)/molecule test -s $$s 2>&1 | tee $$log) || exit 1; \
+	    if grep -q "no tests found" $$log; then echo "molecule $$r/$$s: the verifier found no tests" >&2; exit 1; fi; \
 	  done; \
 	done
 
