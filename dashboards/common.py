@@ -63,7 +63,9 @@ def timeseries_panel(
     return panel
 
 
-def stat_panel(title: str, description: str, unit: str, targets: list[prometheus.Dataquery], width: int = 6) -> stat.Panel:
+def stat_panel(
+    title: str, description: str, unit: str, targets: list[prometheus.Dataquery], width: int = 6
+) -> stat.Panel:
     panel = stat.Panel().title(title).description(description).datasource(DATASOURCE).unit(unit).span(width).height(4)
     for t in targets:
         panel = panel.with_target(t)

@@ -1,4 +1,4 @@
-""""Platform comparison": the same workload on several platforms, side by side."""
+""" "Platform comparison": the same workload on several platforms, side by side."""
 
 from __future__ import annotations
 
@@ -30,9 +30,13 @@ def build() -> dashboard.Dashboard:
         .timezone("browser")
         .editable()
         .with_variable(datasource_variable())
-        .with_variable(label_variable("platform", "Platform", "label_values(magellan_job_events_processed_total, platform)"))
         .with_variable(
-            label_variable("node", "Node", 'label_values(magellan_job_events_processed_total{platform=~"$platform"}, node)')
+            label_variable("platform", "Platform", "label_values(magellan_job_events_processed_total, platform)")
+        )
+        .with_variable(
+            label_variable(
+                "node", "Node", 'label_values(magellan_job_events_processed_total{platform=~"$platform"}, node)'
+            )
         )
     )
     d = d.with_row(dashboard.Row("Throughput"))
@@ -53,7 +57,8 @@ def build() -> dashboard.Dashboard:
             "percentunit",
             [
                 target(
-                    f"sum by (node, platform) (rate({EVENTS}[{RATE}])) / scalar(max(sum by (node) (rate({EVENTS}[{RATE}]))))",
+                    f"sum by (node, platform) (rate({EVENTS}[{RATE}]))"
+                    f" / scalar(max(sum by (node) (rate({EVENTS}[{RATE}]))))",
                     "{{node}} ({{platform}})",
                 )
             ],
@@ -121,7 +126,11 @@ def build() -> dashboard.Dashboard:
             "Job read rate",
             "Bytes per second the node's jobs read from storage (from /proc/<pid>/io read_bytes).",
             "Bps",
-            [target(f"sum by (node, platform) (rate(magellan_job_read_bytes_total{{{SELECTOR}}}[{RATE}]))", "{{node}}")],
+            [
+                target(
+                    f"sum by (node, platform) (rate(magellan_job_read_bytes_total{{{SELECTOR}}}[{RATE}]))", "{{node}}"
+                )
+            ],
         )
     )
     d = d.with_panel(

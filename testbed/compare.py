@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from testbed.inventory import Inventory, Node
+from testbed.inventory import Inventory, Node, ansible_command
 from testbed.prom import PromClient, PromError
 from testbed.report import Comparison, NodeResult
 
@@ -66,7 +66,7 @@ def start_jobs(
     """Start playbooks/run_workload.yml; it launches the job on every host of the pattern at once."""
     log.parent.mkdir(parents=True, exist_ok=True)
     cmd = [
-        "ansible-playbook",
+        ansible_command("ansible-playbook"),
         "-i",
         str(inventory.path),
         str(REPO / "playbooks" / "run_workload.yml"),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,8 +62,15 @@ def _collect_groups(data: dict[str, Any], name: str, seen: set[str]) -> list[str
     return hosts
 
 
-def load_inventory(path: Path, ansible_inventory: str = "ansible-inventory") -> Inventory:
+def ansible_command(name: str) -> str:
+    """The Ansible command next to this Python (the project venv), else the one on PATH."""
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else (shutil.which(name) or name)
+
+
+def load_inventory(path: Path, ansible_inventory: str | None = None) -> Inventory:
     """Run `ansible-inventory --list` on path and flatten group membership (children included)."""
+    ansible_inventory = ansible_inventory or ansible_command("ansible-inventory")
     try:
         proc = subprocess.run(
             [ansible_inventory, "-i", str(path), "--list"], capture_output=True, text=True, check=False

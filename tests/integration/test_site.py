@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-from dashboards.queries import check_dashboards
 
+from dashboards.queries import check_dashboards
 from testbed import compare
 from testbed.inventory import Inventory
 from testbed.prom import PromClient

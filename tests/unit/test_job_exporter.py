@@ -196,8 +196,8 @@ def test_exporter_process_serves_metrics_over_http(tmp_path: Path) -> None:
                 time.sleep(0.2)
         assert 'magellan_job_collector_up{node="n9",platform="kvm"} 1.0' in body
         assert (
-            'magellan_job_events_processed_total{job_id="sim-finished",node="n9",platform="kvm",workload="simulate"} 52000.0'
-            in body
+            'magellan_job_events_processed_total{job_id="sim-finished",node="n9",platform="kvm",'
+            'workload="simulate"} 52000.0' in body
         )
         assert "process_resident_memory_bytes" in body
         proc.terminate()

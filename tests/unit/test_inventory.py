@@ -1,0 +1,38 @@
+"""The CLI reads the same inventory as the playbooks, through ansible-inventory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from testbed.inventory import InventoryError, load_inventory
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_local_inventory() -> None:
+    inv = load_inventory(REPO / "inventories" / "local")
+    assert [n.name for n in inv.nodes("workload_nodes")] == ["compute1", "compute2"]
+    c2 = inv.node("compute2")
+    assert (c2.address, c2.platform, c2.profile) == ("10.213.7.12", "bare-metal-halfcpu", {"cpus": 0.5})
+    assert inv.prometheus_url() == "http://10.213.7.10:9090"
+    assert set(inv.groups["podman_nodes"]) == {"head", "compute1", "compute2"}
+
+
+def test_example_site_inventory_parses() -> None:
+    inv = load_inventory(REPO / "inventories" / "example-site")
+    assert "podman_nodes" not in inv.groups or not inv.groups["podman_nodes"]
+    assert len(inv.nodes("workload_nodes")) == 3
+
+
+def test_unknown_group_lists_the_known_ones() -> None:
+    inv = load_inventory(REPO / "inventories" / "local")
+    with pytest.raises(InventoryError, match=r"group .nope. is not in inventory .* its groups are: .*compute"):
+        inv.nodes("nope")
+
+
+def test_broken_inventory(tmp_path: Path) -> None:
+    (tmp_path / "hosts.yml").write_text("all: [this is: not an inventory\n")
+    with pytest.raises(InventoryError, match="ansible-inventory failed"):
+        load_inventory(tmp_path)

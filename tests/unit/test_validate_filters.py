@@ -1,0 +1,32 @@
+"""The network filters validate.yml relies on."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+spec = importlib.util.spec_from_file_location(
+    "testbed_net", Path(__file__).resolve().parents[2] / "plugins" / "filter" / "testbed_net.py"
+)
+assert spec and spec.loader
+net = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(net)
+
+
+def test_in_subnet() -> None:
+    assert net.testbed_in_subnet("10.213.7.11", "10.213.7.0/24")
+    assert not net.testbed_in_subnet("10.213.8.11", "10.213.7.0/24")
+    assert not net.testbed_in_subnet("not-an-ip", "10.213.7.0/24")
+
+
+def test_valid_subnet() -> None:
+    assert net.testbed_valid_subnet("10.213.7.0/24")
+    assert not net.testbed_valid_subnet("10.213.7.1/24")  # host bits set
+    assert not net.testbed_valid_subnet("10.213.7.0")
+    assert not net.testbed_valid_subnet("nonsense")
+
+
+def test_overlaps_ignores_default_route_and_junk() -> None:
+    routes = ["default", "10.0.0.0/8", "192.168.1.0/24", "10.213.7.128/25", "fe80::/64", "garbage"]
+    assert net.testbed_overlaps("10.213.7.0/24", routes) == ["10.0.0.0/8", "10.213.7.128/25"]
+    assert net.testbed_overlaps("172.31.0.0/24", routes) == []
