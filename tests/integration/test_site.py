@@ -75,3 +75,9 @@ def test_report_is_written(comparison: compare.Comparison, tmp_path: Path) -> No
     out = write_report(comparison, tmp_path)
     assert (out / "report.md").read_text().count("compute") >= 2
     assert (out / "events_per_second.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_check_mode_on_a_converged_site_changes_nothing(comparison: compare.Comparison) -> None:
+    proc = ansible_playbook("site.yml", "--check", "--diff")
+    changed = {host: c["changed"] for host, c in recap(proc.stdout).items() if c.get("changed")}
+    assert changed == {}, f"--check --diff reported changes: {changed}\n{proc.stdout[-4000:]}"
