@@ -1,6 +1,7 @@
 """Scrape cost of the job exporter on a synthetic tree: `python -m exporters.bench --jobs 1000`.
 
-Builds N progress files (running, finished and failed jobs plus a few corrupt ones) in a temporary directory,
+Builds N progress files in a temporary directory (a third each running, finished and failed; the running ones
+point at a live process with its real start time, so /proc is read as in production; plus 1 % corrupt files),
 starts the exporter as a separate process on a free loopback port, scrapes it repeatedly and prints the median
 and p95 scrape time, the exporter's resident memory and the number of series; the last line is JSON.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import socket
 import statistics
@@ -19,62 +21,87 @@ import time
 import urllib.request
 from pathlib import Path
 
+from exporters.job import parse_proc_stat
+from exporters.paths import Paths
 
-def build_tree(jobs: Path, n: int) -> None:
-    t0 = time.time() - 3600
-    states = ("running", "finished", "failed")
+STATES = ("running", "finished", "failed")
+
+
+def build_tree(jobs: Path, n: int, live_pid: int, live_starttime: int, now: float) -> int:
+    """Write n valid progress files and n/100 (at least 1) corrupt ones; return the number of corrupt files."""
+    t0 = now - 3600
     for i in range(n):
         job_id = f"bench-{i:05d}"
-        state = states[i % 3]
+        state = STATES[i % 3]
         record = {
-            "schema": 1, "job_id": job_id, "workload": "simulate", "state": state, "pid": 4_000_000 + i,
-            "pid_starttime": 1, "events_processed": 1000 + i, "events_target": 0, "started_at": t0,
+            "schema": 1, "job_id": job_id, "workload": "simulate", "state": state, "pid": live_pid,
+            "pid_starttime": live_starttime, "events_processed": 1000 + i, "events_target": 0, "started_at": t0,
             "updated_at": t0 + 60, "finished_at": None if state == "running" else t0 + 60, "cpu_seconds": 59.0,
             "bytes_read": 1 << 20, "bytes_written": 1 << 16,
         }  # fmt: skip
-        (jobs / f"{job_id}.json").write_text(json.dumps(record))
-    for i in range(max(1, n // 100)):
+        (jobs / f"{job_id}.json").write_text(json.dumps(record, sort_keys=True))
+    corrupt = max(1, n // 100)
+    for i in range(corrupt):
         (jobs / f"corrupt-{i}.json").write_text('{"schema": 1, "job_id": ')
+    return corrupt
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+def rss_mb(paths: Paths, pid: int) -> float:
+    """VmRSS of /proc/<pid>/status in MB."""
+    for line in paths.proc(pid, "status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
-    return 0.0
+    return math.nan
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=5).read()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise SystemExit(f"the exporter exited with status {proc.returncode}") from None
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the exporter did not answer on {url} within {timeout:.0f} s") from None
+            time.sleep(0.1)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m exporters.bench", description=__doc__)
-    p.add_argument("--jobs", type=int, default=1000)
-    p.add_argument("--scrapes", type=int, default=50)
+    p = argparse.ArgumentParser(prog="python -m exporters.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--jobs", type=int, default=1000, help="valid progress files (default: %(default)s)")
+    p.add_argument("--scrapes", type=int, default=50, help="timed scrapes (default: %(default)s)")
     args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
+    if args.jobs < 0 or args.scrapes < 1:
+        p.error("--jobs must be >= 0 and --scrapes >= 1")
+    paths = Paths()
+    me = os.getpid()
+    with tempfile.TemporaryDirectory(prefix="magellan-bench-") as tmp:
         jobs = Path(tmp)
-        build_tree(jobs, args.jobs)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        cmd = [sys.executable, "-m", "exporters.job", f"--web.listen-address=127.0.0.1:{port}", f"--path.jobs={jobs}",
-               "--log.level=error"]  # fmt: skip
-        proc = subprocess.Popen(cmd, env=dict(os.environ))
+        starttime = parse_proc_stat(paths.proc(me, "stat").read_text()).starttime
+        corrupt = build_tree(jobs, args.jobs, me, starttime, time.time())
+        port = free_port()
+        cmd = [
+            sys.executable, "-m", "exporters.job", f"--web.listen-address=127.0.0.1:{port}", f"--path.jobs={jobs}",
+            "--node.name=bench", "--node.platform=bench", "--log.level=error",
+        ]  # fmt: skip
+        proc = subprocess.Popen(cmd)
         url = f"http://127.0.0.1:{port}/metrics"
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    urllib.request.urlopen(url, timeout=5).read()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise SystemExit("exporter did not start") from None
-                    time.sleep(0.2)
+            wait_ready(url, proc)
             times, body = [], b""
             for _ in range(args.scrapes):
                 start = time.perf_counter()
                 body = urllib.request.urlopen(url, timeout=30).read()
                 times.append((time.perf_counter() - start) * 1000)
-            rss = _rss_mb(proc.pid)
+            rss = rss_mb(paths, proc.pid)
         finally:
             proc.terminate()
             proc.wait(timeout=10)
@@ -82,16 +109,19 @@ def main(argv: list[str] | None = None) -> int:
     times.sort()
     figures = {
         "jobs": args.jobs,
+        "corrupt_files": corrupt,
+        "scrapes": args.scrapes,
         "scrape_ms_median": round(statistics.median(times), 2),
-        "scrape_ms_p95": round(times[int(0.95 * (len(times) - 1))], 2),
+        "scrape_ms_p95": round(times[math.ceil(0.95 * len(times)) - 1], 2),  # nearest rank
         "rss_mb": round(rss, 1),
         "series": series,
+        "bytes": len(body),
     }
     print(
-        f"{args.jobs} jobs: scrape median {figures['scrape_ms_median']} ms, p95 {figures['scrape_ms_p95']} ms, "
-        f"RSS {figures['rss_mb']} MB, {series} series"
+        f"{args.jobs} jobs (+{corrupt} corrupt), {args.scrapes} scrapes: median {figures['scrape_ms_median']} ms, "
+        f"p95 {figures['scrape_ms_p95']} ms, exporter RSS {figures['rss_mb']} MB, {series} series"
     )
-    print(json.dumps(figures))
+    print(json.dumps(figures, sort_keys=True))
     return 0
 
 

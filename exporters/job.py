@@ -1,6 +1,6 @@
-"""Per-job exporter: events, CPU, I/O and state of the ATLAS-like jobs running on a node.
+"""magellan-job-exporter: events, CPU, I/O and state of the ATLAS-like jobs running on a node.
 
-Reads each job's progress file (docs/contracts.md) and, while the job's process lives, its /proc
+Reads each job's progress file (docs/contracts.md) and, while the job's own process lives, its /proc
 accounting. A corrupt or half-written file is counted and skipped; the other jobs are still reported.
 """
 
@@ -9,35 +9,41 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import re
-import signal
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 
+from exporters import web
 from exporters.paths import Paths
 
 LOG = logging.getLogger("magellan.job_exporter")
+DEFAULT_PORT = 9810
+SCHEMA = 1
 STATES = ("running", "finished", "failed")
-JOB_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
-LABELS = ["node", "platform", "job_id", "workload"]
+JOB_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+WORKLOAD = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_FILE_BYTES = 64 * 1024  # a progress file is ~400 bytes; anything this big is not one
+ERROR_REASONS = ("json", "schema", "field", "read", "jobs_dir")  # exported from the start, at 0
+JOB_LABELS = ["node", "platform", "job_id", "workload"]
+SELF_LABELS = ["node", "platform"]
 
 
 class ProgressError(ValueError):
-    """A progress file that cannot be used; `reason` is the metric label."""
+    """A progress file that cannot be used; `reason` is the value of the `reason` label."""
 
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
 
 
@@ -56,6 +62,7 @@ class Progress:
     cpu_seconds: float
     bytes_read: int
     bytes_written: int
+    message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,58 +82,81 @@ _INT_FIELDS = ("pid", "pid_starttime", "events_processed", "events_target", "byt
 _FLOAT_FIELDS = ("started_at", "updated_at", "cpu_seconds")
 
 
-def parse_progress(text: str) -> Progress:
-    """Validate a schema-1 progress file strictly; raise ProgressError(reason) on anything else."""
+def _number(data: dict[str, Any], key: str) -> float:
+    v = data.get(key)
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+        raise ProgressError("field", f"{key}={v!r} is not a finite non-negative number")
+    return float(v)
+
+
+def _string(data: dict[str, Any], key: str, pattern: re.Pattern[str]) -> str:
+    v = data.get(key)
+    if not isinstance(v, str) or not pattern.fullmatch(v):
+        raise ProgressError("field", f"{key}={v!r} does not match {pattern.pattern}")
+    return v
+
+
+def parse_progress(text: str | bytes) -> Progress:
+    """Validate a schema-1 progress file strictly; raise ProgressError(json|schema|field) otherwise.
+
+    Unknown keys are ignored (a later writer may add some within schema 1); every known key must be present
+    with its type, numbers finite and non-negative, and finished_at set exactly when the job has ended.
+    """
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise ProgressError("json", str(exc)) from None
     if not isinstance(data, dict):
         raise ProgressError("json", "not a JSON object")
-    if data.get("schema") != 1:
-        raise ProgressError("schema", f"schema {data.get('schema')!r}, expected 1")
-    values: dict[str, Any] = {}
+    if type(data.get("schema")) is not int or data["schema"] != SCHEMA:
+        raise ProgressError("schema", f"schema {data.get('schema')!r}, expected {SCHEMA}")
+    ints: dict[str, int] = {}
     for key in _INT_FIELDS:
         v = data.get(key)
         if type(v) is not int or v < 0:
             raise ProgressError("field", f"{key}={v!r} is not a non-negative integer")
-        values[key] = v
-    for key in _FLOAT_FIELDS:
-        v = data.get(key)
-        if not isinstance(v, int | float) or isinstance(v, bool) or v < 0:
-            raise ProgressError("field", f"{key}={v!r} is not a non-negative number")
-        values[key] = float(v)
-    finished = data.get("finished_at")
-    if finished is not None and (not isinstance(finished, int | float) or isinstance(finished, bool) or finished < 0):
-        raise ProgressError("field", f"finished_at={finished!r} is not a number or null")
-    for key in ("job_id", "workload", "state"):
-        if not isinstance(data.get(key), str):
-            raise ProgressError("field", f"{key} missing or not a string")
-    if not JOB_ID.match(data["job_id"]):
-        raise ProgressError("field", f"job_id={data['job_id']!r} is not a valid job id")
-    if data["state"] not in STATES:
-        raise ProgressError("field", f"state={data['state']!r} not one of {', '.join(STATES)}")
+        ints[key] = v
+    floats = {key: _number(data, key) for key in _FLOAT_FIELDS}
+    job_id = _string(data, "job_id", JOB_ID)
+    workload = _string(data, "workload", WORKLOAD)
+    state = data.get("state")
+    if state not in STATES:
+        raise ProgressError("field", f"state={state!r} is not one of {', '.join(STATES)}")
+    finished_at = None if data.get("finished_at") is None else _number(data, "finished_at")
+    if (finished_at is None) != (state == "running"):
+        raise ProgressError("field", f"finished_at={finished_at!r} does not fit state {state}")
+    message = data.get("message")
+    if message is not None and not isinstance(message, str):
+        raise ProgressError("field", f"message={message!r} is not a string")
     return Progress(
-        job_id=data["job_id"],
-        workload=data["workload"],
-        state=data["state"],
-        finished_at=None if finished is None else float(finished),
-        **values,
+        job_id=job_id,
+        workload=workload,
+        state=str(state),
+        pid=ints["pid"],
+        pid_starttime=ints["pid_starttime"],
+        events_processed=ints["events_processed"],
+        events_target=ints["events_target"],
+        started_at=floats["started_at"],
+        updated_at=floats["updated_at"],
+        finished_at=finished_at,
+        cpu_seconds=floats["cpu_seconds"],
+        bytes_read=ints["bytes_read"],
+        bytes_written=ints["bytes_written"],
+        message=message,
     )
 
 
 def parse_proc_stat(text: str) -> ProcStat:
-    """utime, stime and starttime from /proc/<pid>/stat (comm may hold spaces and parentheses)."""
+    """utime, stime and starttime (fields 14, 15, 22) of /proc/<pid>/stat; comm may hold spaces and parens."""
     try:
-        fields = text[text.rindex(")") + 2 :].split()
-        # fields[0] is field 3 (state): utime=14, stime=15, starttime=22
+        fields = text[text.rindex(")") + 2 :].split()  # fields[0] is field 3 (state)
         return ProcStat(int(fields[11]), int(fields[12]), int(fields[19]))
     except (ValueError, IndexError):
         raise ValueError("malformed /proc/<pid>/stat") from None
 
 
 def parse_proc_io(text: str) -> ProcIO:
-    """read_bytes and write_bytes (storage-level I/O) from /proc/<pid>/io."""
+    """read_bytes and write_bytes (storage-level I/O) of /proc/<pid>/io."""
     fields = {}
     for line in text.splitlines():
         key, sep, value = line.partition(":")
@@ -140,6 +170,8 @@ def parse_proc_io(text: str) -> ProcIO:
 
 @dataclass(frozen=True)
 class JobFigures:
+    """What is exported for one job: the file, with CPU and I/O from /proc while the job runs."""
+
     progress: Progress
     cpu_seconds: float
     read_bytes: int
@@ -147,8 +179,15 @@ class JobFigures:
     wall_seconds: float
 
 
+@dataclass
+class Scrape:
+    up: bool
+    jobs: list[JobFigures]
+    invalid: int
+
+
 class JobCollector:
-    """Collects every job of the jobs directory at each scrape."""
+    """Reads every job of the jobs directory at each scrape; yields fresh metric families."""
 
     def __init__(
         self,
@@ -165,88 +204,96 @@ class JobCollector:
         self.clock = clock
         self.ticks = clock_ticks or os.sysconf("SC_CLK_TCK")
         self.timer = timer
-        self.errors: dict[str, int] = {}
-        self._logged: set[tuple[str, float]] = set()
+        self.errors = dict.fromkeys(ERROR_REASONS, 0)
+        self._logged: dict[Path, int] = {}  # file -> mtime_ns last warned about
 
     def _live(self, p: Progress) -> tuple[float, int, int] | None:
-        """CPU seconds and I/O bytes from /proc while the job's own process (pid + starttime) is alive."""
+        """CPU seconds and I/O bytes from /proc, if the job's own process (pid and start time) is alive."""
         try:
             stat = parse_proc_stat(self.paths.proc(p.pid, "stat").read_text())
-            if stat.starttime != p.pid_starttime:
-                return None
-            cpu = (stat.utime_ticks + stat.stime_ticks) / self.ticks
-            try:
-                io = parse_proc_io(self.paths.proc(p.pid, "io").read_text())
-                return cpu, io.read_bytes, io.write_bytes
-            except (OSError, ValueError):
-                return cpu, p.bytes_read, p.bytes_written
         except (OSError, ValueError):
             return None
+        if stat.starttime != p.pid_starttime:
+            return None  # the pid now belongs to another process
+        cpu = (stat.utime_ticks + stat.stime_ticks) / self.ticks
+        try:
+            io = parse_proc_io(self.paths.proc(p.pid, "io").read_text())
+        except (OSError, ValueError):  # io needs ptrace access: the file's figures then
+            return cpu, p.bytes_read, p.bytes_written
+        return cpu, io.read_bytes, io.write_bytes
 
     def _figures(self, p: Progress, now: float) -> JobFigures:
         live = self._live(p) if p.state == "running" else None
         cpu, rd, wr = live if live else (p.cpu_seconds, p.bytes_read, p.bytes_written)
-        # Never let a counter go backwards between the file's last write and /proc.
+        # /proc and getrusage round differently: never let a counter fall below what the file said.
         cpu, rd, wr = max(cpu, p.cpu_seconds), max(rd, p.bytes_read), max(wr, p.bytes_written)
-        end = p.finished_at if p.finished_at is not None else (now if live else p.updated_at)
+        end = now if p.finished_at is None else p.finished_at
         return JobFigures(p, cpu, rd, wr, max(0.0, end - p.started_at))
 
     def _error(self, path: Path, reason: str, detail: str) -> None:
+        """Count the error; warn once per file version (path and mtime)."""
         self.errors[reason] = self.errors.get(reason, 0) + 1
         try:
-            key = (str(path), path.stat().st_mtime)
+            mtime = path.stat().st_mtime_ns
         except OSError:
-            key = (str(path), 0.0)
-        if key not in self._logged:
-            self._logged.add(key)
-            LOG.warning("skipping progress file %s: %s: %s", path, reason, detail)
+            mtime = -1
+        if self._logged.get(path) != mtime:
+            self._logged[path] = mtime
+            LOG.warning("skipping %s: %s", path, detail or reason)
 
-    def read_jobs(self) -> tuple[bool, list[JobFigures], int]:
-        """(jobs dir readable, figures of the valid jobs, number of invalid files)."""
+    def _read(self, path: Path) -> Progress:
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise ProgressError("read", f"larger than {MAX_FILE_BYTES} bytes")
+        p = parse_progress(data)
+        if p.job_id != path.name[: -len(".json")]:
+            raise ProgressError("field", f"job_id {p.job_id!r} differs from the file name")
+        return p
+
+    def scrape(self) -> Scrape:
+        """Read the jobs directory once: its state, the valid jobs and the number of unusable files."""
         now = self.clock()
         try:
-            files = sorted(f for f in self.paths.jobs.iterdir() if f.suffix == ".json")
+            files = sorted(f for f in self.paths.jobs.iterdir() if f.name.endswith(".json"))
         except OSError as exc:
-            self._error(self.paths.jobs, "jobs_dir", str(exc))
-            return False, [], 0
+            self._error(self.paths.jobs, "jobs_dir", f"cannot list the jobs directory: {exc}")
+            return Scrape(False, [], 0)
         jobs, invalid = [], 0
         for f in files:
             try:
-                p = parse_progress(f.read_text())
-                if p.job_id != f.stem:
-                    raise ProgressError("field", f"job_id {p.job_id!r} differs from the file name")
+                jobs.append(self._figures(self._read(f), now))
             except ProgressError as exc:
                 invalid += 1
                 self._error(f, exc.reason, str(exc))
-                continue
-            except (OSError, UnicodeDecodeError) as exc:
+            except OSError as exc:  # vanished between listing and reading, unreadable, a directory
                 invalid += 1
                 self._error(f, "read", str(exc))
-                continue
-            jobs.append(self._figures(p, now))
-        return True, jobs, invalid
+        # Forget files that are gone, so the warn-once memory does not grow without bound.
+        present = set(files)
+        self._logged = {k: v for k, v in self._logged.items() if k in present or k == self.paths.jobs}
+        return Scrape(True, jobs, invalid)
 
     def collect(self) -> Iterator[Metric]:
         start = self.timer()
-        up, jobs, invalid = self.read_jobs()
-        self_labels = ["node", "platform"]
+        s = self.scrape()
         me = [self.node, self.platform]
 
-        def gauge(name: str, doc: str, extra: list[str] | None = None) -> GaugeMetricFamily:
-            return GaugeMetricFamily(name, doc, labels=LABELS + (extra or []))
-
         def counter(name: str, doc: str) -> CounterMetricFamily:
-            return CounterMetricFamily(name, doc, labels=LABELS)
+            return CounterMetricFamily(name, doc, labels=JOB_LABELS)
+
+        def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, doc, labels=[*JOB_LABELS, *extra])
 
         events = counter("magellan_job_events_processed", "Events the job has processed.")
         target = gauge("magellan_job_events_target", "Events the job was asked for (0: bounded by time).")
         cpu = counter("magellan_job_cpu_seconds", "User+system CPU time of the job.")
-        wall = gauge("magellan_job_wall_seconds", "Wall-clock time since the job started (until it ended).")
+        wall = gauge("magellan_job_wall_seconds", "Wall-clock time from the job's start to its end, or to now.")
         rd = counter("magellan_job_read_bytes", "Bytes the job read from storage.")
         wr = counter("magellan_job_written_bytes", "Bytes the job wrote to storage.")
-        state = gauge("magellan_job_state", "1 for the job's current state.", ["state"])
+        state = gauge("magellan_job_state", "1 for the job's current state, 0 for the others.", ("state",))
         started = gauge("magellan_job_start_time_seconds", "Unix time the job started.")
-        for j in jobs:
+        for j in s.jobs:
             p = j.progress
             labels = [*me, p.job_id, p.workload]
             events.add_metric(labels, p.events_processed)
@@ -256,95 +303,81 @@ class JobCollector:
             rd.add_metric(labels, j.read_bytes)
             wr.add_metric(labels, j.write_bytes)
             started.add_metric(labels, p.started_at)
-            for s in STATES:
-                state.add_metric([*labels, s], 1.0 if p.state == s else 0.0)
+            for name in STATES:
+                state.add_metric([*labels, name], 1.0 if p.state == name else 0.0)
         yield from (events, target, cpu, wall, rd, wr, state, started)
 
-        up_m = GaugeMetricFamily(
-            "magellan_job_collector_up", "1 when the jobs directory could be read.", labels=self_labels
-        )
-        up_m.add_metric(me, 1.0 if up else 0.0)
-        files = GaugeMetricFamily(
-            "magellan_job_progress_files", "Valid progress files at this scrape.", labels=self_labels
-        )
-        files.add_metric(me, len(jobs))
-        bad = GaugeMetricFamily(
-            "magellan_job_progress_invalid",
-            "Progress files that could not be used at this scrape.",
-            labels=self_labels,
-        )
-        bad.add_metric(me, invalid)
-        errs = CounterMetricFamily(
+        def own(name: str, doc: str, value: float) -> GaugeMetricFamily:
+            g = GaugeMetricFamily(name, doc, labels=SELF_LABELS)
+            g.add_metric(me, value)
+            return g
+
+        yield own("magellan_job_collector_up", "1 when the jobs directory could be listed.", 1.0 if s.up else 0.0)
+        yield own("magellan_job_progress_files", "Valid progress files at this scrape.", len(s.jobs))
+        yield own("magellan_job_progress_invalid", "Progress files that could not be used at this scrape.", s.invalid)
+        errors = CounterMetricFamily(
             "magellan_job_progress_errors",
-            "Progress-file and jobs-directory errors, by reason.",
-            labels=[*self_labels, "reason"],
+            "Progress-file and jobs-directory errors since the exporter started, by reason.",
+            labels=[*SELF_LABELS, "reason"],
         )
         for reason, count in sorted(self.errors.items()):
-            errs.add_metric([*me, reason], count)
-        took = GaugeMetricFamily(
-            "magellan_job_scrape_duration_seconds",
-            "Time this collector took to read the jobs.",
-            labels=self_labels,
+            errors.add_metric([*me, reason], count)
+        yield errors
+        yield own(
+            "magellan_job_scrape_duration_seconds", "Time this collector took to read the jobs.", self.timer() - start
         )
-        took.add_metric(me, self.timer() - start)
-        yield from (up_m, files, bad, errs, took)
-
-
-def _listen(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--web.listen-address={address!r}: expected [HOST]:PORT, for example :9810")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="magellan-job-exporter", description=__doc__)
-    p.add_argument("--web.listen-address", dest="listen", default=":9810")
-    p.add_argument("--path.procfs", dest="procfs", default=str(Paths.procfs))
-    p.add_argument("--path.jobs", dest="jobs", default=str(Paths.jobs))
-    p.add_argument("--node.name", dest="node", default=socket.gethostname())
-    p.add_argument("--node.platform", dest="platform", default="unknown")
-    p.add_argument("--collector.job", dest="collector_job", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warning", "error"])
-    return p
 
 
 def build_registry(paths: Paths, node: str, platform: str, job: bool = True) -> CollectorRegistry:
+    """The exporter's own registry: its process metrics, and the job collector unless disabled."""
     registry = CollectorRegistry()
-    ProcessCollector(registry=registry)
+    ProcessCollector(registry=registry, proc=str(paths.self_procfs))
     if job:
         registry.register(JobCollector(paths, node, platform))
     return registry
 
 
+def _label(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="magellan-job-exporter", description=__doc__.splitlines()[0])
+    web.add_common_flags(p, DEFAULT_PORT)
+    defaults = Paths()
+    p.add_argument("--path.procfs", dest="procfs", type=Path, default=defaults.procfs, help="(default: %(default)s)")
+    p.add_argument("--path.jobs", dest="jobs", type=Path, default=defaults.jobs, help="(default: %(default)s)")
+    p.add_argument(
+        "--node.name", dest="node", type=_label, default=socket.gethostname(), help="node label (default: hostname)"
+    )
+    p.add_argument("--node.platform", dest="platform", type=_label, default="unknown", help="platform label")
+    p.add_argument(
+        "--collector.job",
+        dest="collector_job",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the per-job collector (default: on)",
+    )
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    try:
-        host, port = _listen(args.listen)
-    except ValueError as exc:
-        parser.error(str(exc))
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    paths = Paths(procfs=Path(args.procfs), jobs=Path(args.jobs))
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    paths = Paths(procfs=args.procfs, jobs=args.jobs)
     registry = build_registry(paths, args.node, args.platform, args.collector_job)
-    try:
-        start_http_server(port, addr=host, registry=registry)
-    except OSError as exc:
-        LOG.error("cannot listen on %s:%d: %s", host, port, exc)
-        return 1
     LOG.info(
-        "listening on %s:%d, jobs in %s, node=%s platform=%s",
-        host,
-        port,
+        "jobs in %s, procfs %s, node=%s platform=%s, job collector %s",
         paths.jobs,
+        paths.procfs,
         args.node,
         args.platform,
+        "on" if args.collector_job else "off",
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    return 0
+    host, port = args.listen
+    return web.serve(registry, host, port, LOG)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""Every filesystem location an exporter reads, in one injectable object (tests point it at fixtures)."""
+"""Every filesystem location the exporters read, in one injectable object (tests point it at fixtures).
+
+This is the only module that names /proc or the jobs directory.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,10 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Paths:
-    procfs: Path = Path("/proc")
-    jobs: Path = Path("/var/lib/magellan/jobs")
+    procfs: Path = Path("/proc")  # where the jobs' pids are looked up (--path.procfs)
+    jobs: Path = Path("/var/lib/magellan/jobs")  # the progress files (--path.jobs)
+    self_procfs: Path = Path("/proc")  # the exporter's own process metrics
 
-    def proc(self, pid: int, name: str) -> Path:
+    def proc(self, pid: int | str, name: str) -> Path:
+        """/proc/<pid>/<name> under procfs."""
         return self.procfs / str(pid) / name

@@ -1,10 +1,12 @@
 """CPU-bound ATLAS-like simulation: event generation plus a simplified detector response.
 
-Per event: a Poisson number of primary particles (pions, photons, electrons, muons) with a falling pT
-spectrum, a tracker that smears charged-particle momenta with a pT-dependent resolution, a coarse
-eta-phi calorimeter where showers spread over neighbouring cells with a sampling resolution, electronic noise
-and a threshold, a seeded cone jet algorithm over the cells, and missing transverse energy. It is small,
-deterministic for a seed, and spends its time the way simulation does: many small floating-point updates.
+Per event: a hard scatter (two back-to-back partons fragmenting into collimated particles) plus a Poisson
+number of soft particles, each a pion, photon, electron or muon with a falling pT spectrum. Charged particles
+are propagated through a silicon tracker in a 2 T solenoid (hits on seven barrel layers, smeared, then fitted
+for the curvature, plus a multiple-scattering term: sigma(pT)/pT = a*pT (+) b); everything but muons showers in a
+coarse eta-phi calorimeter (sampling resolution, shower spread over neighbouring cells, noise, threshold);
+seeded cone jets are found over the cells and the missing transverse energy is computed. Small, deterministic
+for a seed, and it spends its time the way simulation does: many small floating-point updates.
 """
 
 from __future__ import annotations
@@ -21,8 +23,29 @@ N_ETA = 50  # cells of 0.1 in eta
 N_PHI = 64  # cells of ~0.1 in phi
 CELL_ETA = 2 * ETA_MAX / N_ETA
 CELL_PHI = 2 * math.pi / N_PHI
-SPECIES = (("pi", 0.60, True), ("gamma", 0.25, False), ("e", 0.08, True), ("mu", 0.07, True))
-_CUMULATIVE = [sum(w for _, w, _ in SPECIES[: i + 1]) for i in range(len(SPECIES))]
+# (name, cumulative probability, charged)
+SPECIES = (("pi", 0.60, True), ("gamma", 0.85, False), ("e", 0.93, True), ("mu", 1.0, True))
+
+B_FIELD = 2.0  # tesla
+# Barrel layers: (radius in m, r-phi hit resolution in m): three pixel layers, four strip layers.
+LAYERS = (
+    (0.050, 10e-6),
+    (0.088, 10e-6),
+    (0.122, 10e-6),
+    (0.299, 17e-6),
+    (0.371, 17e-6),
+    (0.443, 17e-6),
+    (0.514, 17e-6),
+)
+HIT_EFFICIENCY = 0.98
+MIN_HITS = 5
+MS_TERM = 0.01  # relative pT resolution from multiple scattering
+TRACK_PT_MIN = 0.5  # GeV
+
+# Builtin generics are fine at runtime on Python 3.9 (bullseye CHOS trees); `X | Y` only in annotations.
+Cell = tuple[int, int]
+Particle = tuple[float, float, float]  # pT (GeV), eta, phi
+Tower = tuple[float, float, float]  # eta, phi, ET (GeV)
 
 
 @dataclass(frozen=True)
@@ -34,15 +57,13 @@ class Event:
     n_jets: int
     leading_jet_pt: float
     met: float
-
-
-Cell = tuple[int, int]
+    track_pt_sum: float
 
 
 class Simulator:
-    """Generates and 'reconstructs' events; `checksum` summarises everything produced so far."""
+    """Generates and 'reconstructs' events; `checksum` is a running CRC-32 of every event's summary."""
 
-    def __init__(self, seed: int = 12345, mean_particles: float = 30.0, noise_cells: int = 40):
+    def __init__(self, seed: int = 12345, mean_particles: float = 50.0, noise_cells: int = 40) -> None:
         self.rng = random.Random(seed)
         self.mean_particles = mean_particles
         self.noise_cells = noise_cells
@@ -58,30 +79,17 @@ class Simulator:
             k += 1
 
     def _pt(self) -> float:
-        # Power law above 0.5 GeV (dN/dpT ~ pT^-4), capped at 1 TeV.
+        """Power law above 0.5 GeV (dN/dpT ~ pT^-4), capped at 1 TeV."""
         return min(0.5 * float((1.0 - self.rng.random()) ** (-1.0 / 3.0)), 1000.0)
 
     def _species(self) -> tuple[str, bool]:
         u = self.rng.random()
-        for (name, _, charged), edge in zip(SPECIES, _CUMULATIVE, strict=False):
+        for name, edge, charged in SPECIES:
             if u <= edge:
                 return name, charged
         return SPECIES[0][0], SPECIES[0][2]
 
-    def _deposit(self, cells: dict[Cell, float], eta: float, phi: float, energy: float, radius: int) -> None:
-        ieta = min(N_ETA - 1, max(0, int((eta + ETA_MAX) / CELL_ETA)))
-        iphi = int((phi + math.pi) / CELL_PHI) % N_PHI
-        width = 0.6 * radius + 0.4
-        weights = []
-        for de in range(-radius, radius + 1):
-            for dp in range(-radius, radius + 1):
-                if 0 <= ieta + de < N_ETA:
-                    weights.append(((ieta + de, (iphi + dp) % N_PHI), math.exp(-(de * de + dp * dp) / (2 * width**2))))
-        total = sum(w for _, w in weights)
-        for cell, w in weights:
-            cells[cell] = cells.get(cell, 0.0) + energy * w / total
-
-    def _hard_scatter(self) -> list[tuple[float, float, float]]:
+    def _hard_scatter(self) -> list[Particle]:
         """Two back-to-back partons (pT from 20 GeV, falling) fragmenting into collimated particles."""
         rng = self.rng
         pt = min(20.0 * float((1.0 - rng.random()) ** (-1.0 / 3.0)), 2000.0)
@@ -91,13 +99,51 @@ class Simulator:
             eta0 = rng.uniform(-2.0, 2.0)
             remaining = pt * rng.uniform(0.85, 1.0)
             while remaining > 0.5:
-                z = rng.betavariate(1.0, 3.0)
-                frag = max(0.5, z * remaining)
+                frag = max(0.5, rng.betavariate(1.0, 3.0) * remaining)
                 remaining -= frag
                 phi = phi0 + side + rng.gauss(0.0, 0.08)
                 phi = (phi + math.pi) % (2 * math.pi) - math.pi
                 out.append((frag, max(-ETA_MAX, min(ETA_MAX, eta0 + rng.gauss(0.0, 0.08))), phi))
         return out
+
+    def track(self, pt: float, phi0: float, charge: int) -> float | None:
+        """Propagate through the tracker, smear the hits, fit the curvature: the measured pT, or None."""
+        rng = self.rng
+        radius = pt / (0.3 * B_FIELD)  # of curvature, m
+        hits: list[tuple[float, float]] = []  # (r, measured phi)
+        for r, sigma in LAYERS:
+            if r >= 2 * radius:
+                break  # the particle curls up before this layer
+            if rng.random() > HIT_EFFICIENCY:
+                continue
+            phi = phi0 + charge * math.asin(r / (2 * radius))
+            hits.append((r, phi + rng.gauss(0.0, sigma) / r))
+        n = len(hits)
+        if n < MIN_HITS:
+            return None
+        # Least squares phi = a + k*r, k = charge * 0.3 B / (2 pT) for small curvature.
+        mr = sum(r for r, _ in hits) / n
+        mp = sum(p for _, p in hits) / n
+        sxx = sum((r - mr) ** 2 for r, _ in hits)
+        k = sum((r - mr) * (p - mp) for r, p in hits) / sxx
+        if k == 0.0:
+            return None
+        measured = 0.3 * B_FIELD / (2 * abs(k)) * rng.gauss(1.0, MS_TERM)
+        return measured if measured > TRACK_PT_MIN else None
+
+    def _deposit(self, cells: dict[Cell, float], eta: float, phi: float, energy: float, radius: int) -> None:
+        ieta = min(N_ETA - 1, max(0, int((eta + ETA_MAX) / CELL_ETA)))
+        iphi = int((phi + math.pi) / CELL_PHI) % N_PHI
+        width2 = 2 * (0.6 * radius + 0.4) ** 2
+        weights = []
+        for de in range(-radius, radius + 1):
+            if not 0 <= ieta + de < N_ETA:
+                continue
+            for dp in range(-radius, radius + 1):
+                weights.append(((ieta + de, (iphi + dp) % N_PHI), math.exp(-(de * de + dp * dp) / width2)))
+        total = sum(w for _, w in weights)
+        for cell, w in weights:
+            cells[cell] = cells.get(cell, 0.0) + energy * w / total
 
     def event(self) -> Event:
         rng = self.rng
@@ -107,22 +153,22 @@ class Simulator:
             for _ in range(self._poisson(self.mean_particles))
         ]
         particles = self._hard_scatter() + soft
-        n = len(particles)
-        tracks = 0
+        tracks, track_pt = 0, 0.0
         for pt, eta, phi in particles:
             name, charged = self._species()
-            if charged and pt > 0.5:
-                sigma = math.hypot(0.0005 * pt, 0.01)
-                if rng.gauss(1.0, sigma) * pt > 0.5:
+            if charged:
+                measured = self.track(pt, phi, 1 if rng.random() < 0.5 else -1)
+                if measured is not None:
                     tracks += 1
-            energy = pt * math.cosh(eta)
+                    track_pt += measured
             if name == "mu":
                 self._deposit(cells, eta, phi, 2.0, 0)  # minimum ionising
                 continue
+            energy = pt * math.cosh(eta)
             em = name in ("e", "gamma")
             resolution = (0.10 if em else 0.50) / math.sqrt(max(energy, 0.1))
-            measured = max(0.0, energy * rng.gauss(1.0, math.hypot(resolution, 0.02)))
-            self._deposit(cells, eta, phi, measured, 1 if em else 2)
+            measured_e = max(0.0, energy * rng.gauss(1.0, math.hypot(resolution, 0.02)))
+            self._deposit(cells, eta, phi, measured_e, 1 if em else 2)
         for _ in range(self.noise_cells):
             cell = (rng.randrange(N_ETA), rng.randrange(N_PHI))
             cells[cell] = cells.get(cell, 0.0) + abs(rng.gauss(0.0, 0.1))
@@ -131,22 +177,21 @@ class Simulator:
         mex = -sum(et * math.cos(p) for _, p, et in towers)
         mey = -sum(et * math.sin(p) for _, p, et in towers)
         self.events += 1
-        ev = Event(self.events, n, tracks, len(towers), len(jets), jets[0] if jets else 0.0, math.hypot(mex, mey))
-        packed = struct.pack(
-            "<5i2d",
-            ev.number,
-            n,
-            tracks,
-            ev.n_cells,
-            ev.n_jets,
-            round(ev.leading_jet_pt, 6),
-            round(ev.met, 6),
+        ev = Event(
+            number=self.events,
+            n_particles=len(particles),
+            n_tracks=tracks,
+            n_cells=len(towers),
+            n_jets=len(jets),
+            leading_jet_pt=jets[0] if jets else 0.0,
+            met=math.hypot(mex, mey),
+            track_pt_sum=track_pt,
         )
-        self.checksum = zlib.crc32(packed, self.checksum)
+        self.checksum = zlib.crc32(_pack(ev), self.checksum)
         return ev
 
     @staticmethod
-    def _towers(cells: dict[Cell, float]) -> list[tuple[float, float, float]]:
+    def _towers(cells: dict[Cell, float]) -> list[Tower]:
         """(eta, phi, ET) of the cells above the 0.1 GeV ET threshold."""
         out = []
         for (ie, ip), energy in cells.items():
@@ -157,7 +202,7 @@ class Simulator:
         return out
 
     @staticmethod
-    def _jets(towers: list[tuple[float, float, float]], radius: float = 0.4) -> list[float]:
+    def _jets(towers: list[Tower], radius: float = 0.4) -> list[float]:
         """Seeded cone jets (seed ET > 2 GeV, R = 0.4), jet pT > 10 GeV, descending."""
         used = [False] * len(towers)
         order = sorted(range(len(towers)), key=lambda i: -towers[i][2])
@@ -181,6 +226,22 @@ class Simulator:
                 jets.append(pt)
         return sorted(jets, reverse=True)
 
-    def run(self) -> Iterator[Event]:
-        while True:
+    def run(self, events: int | None = None) -> Iterator[Event]:
+        """Events one after another; endless when `events` is None."""
+        while events is None or self.events < events:
             yield self.event()
+
+
+def _pack(ev: Event) -> bytes:
+    """The event summary as bytes for the checksum (floats rounded: robust to last-bit libm differences)."""
+    return struct.pack(
+        "<5i3d",
+        ev.number,
+        ev.n_particles,
+        ev.n_tracks,
+        ev.n_cells,
+        ev.n_jets,
+        round(ev.leading_jet_pt, 6),
+        round(ev.met, 6),
+        round(ev.track_pt_sum, 6),
+    )
