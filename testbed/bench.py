@@ -56,9 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_cold:
         console.print("cold: make clean, then make testbed (debootstrap, image, nodes, packages, comparison)…")
         subprocess.run([*make, "clean"], cwd=REPO, capture_output=True, check=False)
-        logs.mkdir(
-            parents=True, exist_ok=True
-        )  # make clean removed .testbed        cold, out = _run([*make, "testbed"], logs / "cold.log")
+        logs.mkdir(parents=True, exist_ok=True)  # make clean removed .testbed
+        cold, out = _run([*make, "testbed"], logs / "cold.log")
         table.add_row("cold make testbed", f"{cold:.0f} s", f"site changed={site_changed(out)}")
     console.print("warm: make testbed again…")
     warm, out = _run([*make, "testbed"], logs / "warm.log")
