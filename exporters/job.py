@@ -269,9 +269,9 @@ class JobCollector:
             except OSError as exc:  # vanished between listing and reading, unreadable, a directory
                 invalid += 1
                 self._error(f, "read", str(exc))
-        # Forget files that are gone, so the warn-once memory does not grow without bound.
+        # Forget files that are gone (and the directory's own error), so the warn-once memory stays bounded.
         present = set(files)
-        self._logged = {k: v for k, v in self._logged.items() if k in present or k == self.paths.jobs}
+        self._logged = {k: v for k, v in self._logged.items() if k in present}
         return Scrape(True, jobs, invalid)
 
     def collect(self) -> Iterator[Metric]:

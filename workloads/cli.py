@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -52,10 +53,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Reject what argparse cannot: exit 2 with a message saying what to change."""
-    if args.events < 0 or args.duration < 0:
-        parser.error("--events and --duration must not be negative")
-    if not args.progress_interval > 0:
-        parser.error("--progress-interval must be positive")
+    if args.events < 0 or not 0 <= args.duration < math.inf:
+        parser.error("--events and --duration must not be negative (and --duration finite)")
+    if not 0 < args.progress_interval < math.inf:
+        parser.error("--progress-interval must be a positive number of seconds")
     if not args.events and not args.duration:
         parser.error("give --events N or --duration SECONDS (or both): the job needs a stopping condition")
     if not valid_job_id(args.job_id):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -17,10 +19,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporters.job import JobCollector, ProgressError, parse_proc_io, parse_proc_stat, parse_progress
 from exporters.paths import Paths
+from exporters.web import listen_address
+from tests.conftest import free_port
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "job"
-STARTED = json.loads((FIX / "jobs" / "sim-running.json").read_text())["started_at"]
-NOW = STARTED + 5.0
+RUNNING = json.loads((FIX / "jobs" / "sim-running.json").read_text())
+NOW = RUNNING["started_at"] + 10.0  # the fixed clock of the golden file
+PID, ODD_PID = 22405, 22406  # the captured processes (tests/fixtures/job/README.md)
+VALID = 6  # valid progress files in the fixture tree
 
 
 def collector(jobs: Path = FIX / "jobs") -> JobCollector:
@@ -30,7 +36,7 @@ def collector(jobs: Path = FIX / "jobs") -> JobCollector:
         "bare-metal",
         clock=lambda: NOW,
         clock_ticks=100,
-        timer=lambda: 0.0,
+        timer=lambda: 0,
     )
 
 
@@ -47,41 +53,72 @@ def sample(text: str, name: str, **labels: str) -> float:
     raise AssertionError(f"no {name} {labels} in exposition")
 
 
+def fixture_copy(tmp_path: Path, *names: str) -> Path:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    for name in names:
+        shutil.copy(FIX / "jobs" / name, jobs / name)
+    return jobs
+
+
+# --- parsers on captured text -------------------------------------------------------------------------------------
+
+
 def test_parse_proc_stat_captured() -> None:
-    stat = parse_proc_stat((FIX / "proc" / "4242" / "stat").read_text())
-    assert (stat.utime_ticks, stat.stime_ticks, stat.starttime) == (182, 2, 342541)
+    stat = parse_proc_stat((FIX / "proc" / str(PID) / "stat").read_text())
+    assert (stat.utime_ticks, stat.stime_ticks, stat.starttime) == (523, 2, 456395)
 
 
-def test_parse_proc_stat_comm_with_spaces_and_parens() -> None:
-    text = "77 (my (odd) job) S 1 77 77 0 -1 4194304 0 0 0 0 250 50 0 0 20 0 1 0 999 0 0"
+def test_parse_proc_stat_captured_comm_with_spaces_and_parens() -> None:
+    text = (FIX / "proc" / str(ODD_PID) / "stat").read_text()
+    assert "(sim (x) job)" in text
     stat = parse_proc_stat(text)
-    assert (stat.utime_ticks, stat.stime_ticks, stat.starttime) == (250, 50, 999)
+    assert (stat.utime_ticks, stat.stime_ticks, stat.starttime) == (582, 0, 456395)
 
 
-@pytest.mark.parametrize("text", ["", "12 (x) R 1 2", "no parens at all"])
+@pytest.mark.parametrize("text", ["", "12 (x) R 1 2", "no parens at all", "1 (a) R " + "x " * 30])
 def test_parse_proc_stat_malformed(text: str) -> None:
     with pytest.raises(ValueError, match="malformed"):
         parse_proc_stat(text)
 
 
 def test_parse_proc_io_captured() -> None:
-    io = parse_proc_io((FIX / "proc" / "4242" / "io").read_text())
-    assert (io.read_bytes, io.write_bytes) == (57344, 12288)
+    io = parse_proc_io((FIX / "proc" / str(PID) / "io").read_text())
+    assert (io.read_bytes, io.write_bytes) == (430080, 36864)
 
 
-def test_parse_proc_io_malformed() -> None:
-    with pytest.raises(ValueError):
-        parse_proc_io("rchar: 1\nwchar: 2\n")
+@pytest.mark.parametrize("text", ["", "rchar: 1\nwchar: 2\n", "read_bytes: x\nwrite_bytes: 1\n"])
+def test_parse_proc_io_malformed(text: str) -> None:
+    with pytest.raises(ValueError, match="malformed"):
+        parse_proc_io(text)
 
 
-def test_parse_progress_valid() -> None:
-    p = parse_progress((FIX / "jobs" / "sim-finished.json").read_text())
-    assert (p.job_id, p.state, p.events_processed, p.finished_at) == ("sim-finished", "finished", 52000, STARTED + 40)
+@pytest.mark.parametrize("name", ["sim-running.json", "sim-finished.json", "sim-failed.json", "sim-odd-comm.json"])
+def test_parse_progress_captured_files(name: str) -> None:
+    raw = json.loads((FIX / "jobs" / name).read_text())
+    p = parse_progress((FIX / "jobs" / name).read_text())
+    assert (p.job_id, p.state, p.pid, p.events_processed) == (
+        raw["job_id"],
+        raw["state"],
+        raw["pid"],
+        raw["events_processed"],
+    )
+    assert (p.finished_at is None) == (p.state == "running")
+
+
+def test_parse_progress_failed_keeps_its_message() -> None:
+    p = parse_progress((FIX / "jobs" / "sim-failed.json").read_bytes())
+    assert (p.state, p.message) == ("failed", "terminated")
 
 
 @pytest.mark.parametrize(
     ("name", "reason"),
-    [("corrupt.json", "json"), ("truncated.json", "json"), ("future-schema.json", "schema")],
+    [
+        ("corrupt.json", "json"),
+        ("truncated.json", "json"),
+        ("future-schema.json", "schema"),
+        ("nan-cpu.json", "field"),
+    ],
 )
 def test_parse_progress_bad_files(name: str, reason: str) -> None:
     with pytest.raises(ProgressError) as err:
@@ -90,43 +127,99 @@ def test_parse_progress_bad_files(name: str, reason: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "json"),
+        ("[1, 2]", "json"),
+        ("null", "json"),
+        (b"\xff\xfe{}", "json"),
+        ('{"schema": "1"}', "schema"),
+        ('{"schema": true}', "schema"),
+        ("{}", "schema"),
+    ],
+)
+def test_parse_progress_not_a_progress_file(text: str | bytes, reason: str) -> None:
+    with pytest.raises(ProgressError) as err:
+        parse_progress(text)
+    assert err.value.reason == reason
+
+
+@pytest.mark.parametrize(
     "change",
     [
         {"events_processed": -1},
         {"events_processed": "12"},
+        {"events_processed": 1.5},
+        {"pid": True},
         {"state": "paused"},
         {"job_id": "../etc"},
+        {"job_id": "sim-running\n"},
+        {"job_id": "x" * 129},
+        {"workload": ""},
+        {"workload": 'a"b'},
         {"started_at": None},
+        {"cpu_seconds": float("inf")},
         {"finished_at": "soon"},
-        {"pid": True},
+        {"finished_at": 1.0},  # a running job has not finished
+        {"state": "finished"},  # ... and a finished one has finished_at
+        {"message": 42},
     ],
 )
 def test_parse_progress_bad_fields(change: dict[str, object]) -> None:
-    data = json.loads((FIX / "jobs" / "sim-running.json").read_text())
-    data.update(change)
+    data = {**RUNNING, **change}
     with pytest.raises(ProgressError) as err:
         parse_progress(json.dumps(data))
     assert err.value.reason == "field"
 
 
+def test_parse_progress_missing_field() -> None:
+    data = dict(RUNNING)
+    del data["bytes_written"]
+    with pytest.raises(ProgressError, match="bytes_written"):
+        parse_progress(json.dumps(data))
+
+
+def test_parse_progress_ignores_unknown_keys() -> None:
+    assert parse_progress(json.dumps({**RUNNING, "host": "n1"})).job_id == "sim-running"
+
+
+# --- the collector on the fixture tree ----------------------------------------------------------------------------
+
+
 def test_running_job_uses_live_proc_figures() -> None:
     text = exposition(collector())
-    # /proc/4242/stat: utime 182 + stime 2 ticks at 100 Hz; /proc/4242/io: 57344 read, 12288 written.
-    assert sample(text, "magellan_job_cpu_seconds_total", job_id="sim-running") == pytest.approx(1.84)
-    assert sample(text, "magellan_job_written_bytes_total", job_id="sim-running") == 12288
-    assert sample(text, "magellan_job_wall_seconds", job_id="sim-running") == pytest.approx(5.0)
+    # /proc/22405/stat: utime 523 + stime 2 ticks at 100 Hz; /proc/22405/io: read 430080, written 36864.
+    assert sample(text, "magellan_job_cpu_seconds_total", job_id="sim-running") == pytest.approx(5.25)
+    assert sample(text, "magellan_job_read_bytes_total", job_id="sim-running") == 430080
+    assert sample(text, "magellan_job_written_bytes_total", job_id="sim-running") == 36864
+    assert sample(text, "magellan_job_cpu_seconds_total", job_id="sim-odd-comm") == pytest.approx(5.82)
+    assert sample(text, "magellan_job_wall_seconds", job_id="sim-running") == pytest.approx(10.0)
     assert sample(text, "magellan_job_state", job_id="sim-running", state="running") == 1
+    assert sample(text, "magellan_job_state", job_id="sim-running", state="finished") == 0
 
 
 def test_reused_pid_is_not_mistaken_for_the_job() -> None:
-    text = exposition(collector())
+    text = exposition(collector())  # pid 22405 is alive, but with another start time: the file's figures
     assert sample(text, "magellan_job_cpu_seconds_total", job_id="sim-reused-pid") == 0.25
+    assert sample(text, "magellan_job_read_bytes_total", job_id="sim-reused-pid") == RUNNING["bytes_read"]
+
+
+def test_vanished_process_reports_the_files_figures_and_wall_until_now() -> None:
+    text = exposition(collector())
+    assert sample(text, "magellan_job_cpu_seconds_total", job_id="sim-vanished") == 1.5
+    assert sample(text, "magellan_job_wall_seconds", job_id="sim-vanished") == pytest.approx(10.0)
 
 
 def test_finished_and_failed_jobs_keep_their_final_figures() -> None:
+    finished = json.loads((FIX / "jobs" / "sim-finished.json").read_text())
     text = exposition(collector())
-    assert sample(text, "magellan_job_events_processed_total", job_id="sim-finished") == 52000
-    assert sample(text, "magellan_job_wall_seconds", job_id="sim-finished") == pytest.approx(40.0)
+    assert sample(text, "magellan_job_events_processed_total", job_id="sim-finished") == 2000
+    assert sample(text, "magellan_job_events_target", job_id="sim-finished") == 2000
+    assert sample(text, "magellan_job_cpu_seconds_total", job_id="sim-finished") == finished["cpu_seconds"]
+    assert sample(text, "magellan_job_wall_seconds", job_id="sim-finished") == pytest.approx(
+        finished["finished_at"] - finished["started_at"]
+    )
+    assert sample(text, "magellan_job_start_time_seconds", job_id="sim-finished") == finished["started_at"]
     assert sample(text, "magellan_job_state", job_id="sim-failed", state="failed") == 1
     assert sample(text, "magellan_job_state", job_id="sim-failed", state="running") == 0
 
@@ -134,20 +227,62 @@ def test_finished_and_failed_jobs_keep_their_final_figures() -> None:
 def test_bad_files_are_counted_and_the_rest_still_reported() -> None:
     c = collector()
     text = exposition(c)
-    assert sample(text, "magellan_job_progress_files") == 4
-    assert sample(text, "magellan_job_progress_invalid") == 4
-    assert sample(text, "magellan_job_progress_errors_total", reason="json") == 2
+    assert sample(text, "magellan_job_collector_up") == 1
+    assert sample(text, "magellan_job_progress_files") == VALID
+    assert sample(text, "magellan_job_progress_invalid") == 5
+    assert sample(text, "magellan_job_progress_errors_total", reason="json") == 2  # corrupt, truncated
     assert sample(text, "magellan_job_progress_errors_total", reason="schema") == 1
-    assert sample(text, "magellan_job_progress_errors_total", reason="field") == 1
+    assert sample(text, "magellan_job_progress_errors_total", reason="field") == 2  # nan-cpu, renamed
+    assert sample(text, "magellan_job_progress_errors_total", reason="read") == 0
     assert "sim-new" not in text  # in-flight .tmp files are ignored
-    text = exposition(c)  # errors are cumulative across scrapes
+    assert "other-name" not in text
+    text = exposition(c)  # errors are cumulative across scrapes, the per-scrape gauges are not
     assert sample(text, "magellan_job_progress_errors_total", reason="json") == 4
+    assert sample(text, "magellan_job_progress_invalid") == 5
 
 
-def test_missing_jobs_dir_reports_down(tmp_path: Path) -> None:
-    text = exposition(collector(tmp_path / "absent"))
+def test_unreadable_entries_count_as_read_errors(tmp_path: Path) -> None:
+    jobs = fixture_copy(tmp_path, "sim-finished.json")
+    (jobs / "dir.json").mkdir()
+    (jobs / "huge.json").write_text(" " * 70_000 + "{}")
+    text = exposition(collector(jobs))
+    assert sample(text, "magellan_job_progress_files") == 1
+    assert sample(text, "magellan_job_progress_errors_total", reason="read") == 2
+
+
+def test_bad_file_is_logged_once_per_version(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    jobs = fixture_copy(tmp_path, "corrupt.json", "sim-finished.json")
+    c = collector(jobs)
+    with caplog.at_level(logging.WARNING, logger="magellan.job_exporter"):
+        exposition(c)
+        exposition(c)
+        assert len([r for r in caplog.records if "corrupt.json" in r.getMessage()]) == 1
+        st = (jobs / "corrupt.json").stat()
+        os.utime(jobs / "corrupt.json", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+        exposition(c)
+    assert len([r for r in caplog.records if "corrupt.json" in r.getMessage()]) == 2
+    assert all(r.levelno == logging.WARNING for r in caplog.records)
+
+
+def test_missing_jobs_dir_reports_down_then_recovers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    jobs = tmp_path / "absent"
+    c = collector(jobs)
+    text = exposition(c)
     assert sample(text, "magellan_job_collector_up") == 0
+    assert sample(text, "magellan_job_progress_files") == 0
     assert sample(text, "magellan_job_progress_errors_total", reason="jobs_dir") == 1
+    assert "magellan_job_events_processed_total{" not in text
+    jobs.mkdir()
+    shutil.copy(FIX / "jobs" / "sim-finished.json", jobs)
+    text = exposition(c)
+    assert sample(text, "magellan_job_collector_up") == 1
+    assert sample(text, "magellan_job_events_processed_total", job_id="sim-finished") == 2000
+    shutil.rmtree(jobs)
+    with caplog.at_level(logging.WARNING, logger="magellan.job_exporter"):
+        text = exposition(c)
+    assert sample(text, "magellan_job_collector_up") == 0
+    assert sample(text, "magellan_job_progress_errors_total", reason="jobs_dir") == 2
+    assert any("cannot list the jobs directory" in r.getMessage() for r in caplog.records)  # warned again
 
 
 def test_golden_exposition() -> None:
@@ -155,61 +290,112 @@ def test_golden_exposition() -> None:
     golden = FIX / "golden.prom"
     if os.environ.get("UPDATE_GOLDEN") == "1":
         golden.write_text(text)
-    assert text == golden.read_text(), "exposition changed: review, then UPDATE_GOLDEN=1 to accept"
+    assert text == golden.read_text(), "exposition changed: review it, then rerun with UPDATE_GOLDEN=1 to accept"
 
 
-def test_promtool_accepts_the_exposition(tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
+def test_promtool_accepts_the_exposition() -> None:
+    promtool = shutil.which("promtool") or ("/usr/bin/promtool" if os.access("/usr/bin/promtool", os.X_OK) else None)
     assert promtool, "promtool not found: install the Debian package prometheus (make bootstrap does)"
     proc = subprocess.run([promtool, "check", "metrics"], input=exposition(collector()), text=True, capture_output=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# --- flags and the real process -----------------------------------------------------------------------------------
+
+
+def _exporter(*flags: str) -> list[str]:
+    return [sys.executable, "-m", "exporters.job", *flags]
+
+
+def _get(url: str, proc: subprocess.Popen[str], timeout: float = 15) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return str(urllib.request.urlopen(url, timeout=2).read().decode())
+        except OSError:
+            assert proc.poll() is None, f"exporter exited {proc.returncode}"
+            assert time.monotonic() < deadline, "exporter did not answer"
+            time.sleep(0.1)
 
 
 def test_exporter_process_serves_metrics_over_http(tmp_path: Path) -> None:
     shutil.copytree(FIX / "jobs", tmp_path / "jobs")
-    port = _free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "exporters.job",
+    port = free_port()
+    flags = (
         f"--web.listen-address=127.0.0.1:{port}",
         f"--path.jobs={tmp_path / 'jobs'}",
         f"--path.procfs={FIX / 'proc'}",
-        "--node.name=n9",
-        "--node.platform=kvm",
-    ]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    )
+    proc = subprocess.Popen(
+        _exporter(*flags, "--node.name=n9", "--node.platform=kvm"), stderr=subprocess.PIPE, text=True
+    )
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "exporter did not start"
-                time.sleep(0.2)
+        body = _get(f"http://127.0.0.1:{port}/metrics", proc)
         assert 'magellan_job_collector_up{node="n9",platform="kvm"} 1.0' in body
+        assert f'magellan_job_progress_files{{node="n9",platform="kvm"}} {VALID}.0' in body
         assert (
             'magellan_job_events_processed_total{job_id="sim-finished",node="n9",platform="kvm",'
-            'workload="simulate"} 52000.0' in body
+            'workload="simulate"} 2000.0' in body
         )
-        assert "process_resident_memory_bytes" in body
-        proc.terminate()
+        assert "process_resident_memory_bytes" in body  # the exporter's own process, from the real /proc
+        assert "python_gc_objects_collected_total" not in body  # nothing from the default registry
+        proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+        _, err = proc.communicate()
+        assert "Traceback" not in err
+        assert "skipping" in err and "corrupt.json" in err  # bad files are logged, at warning level
     finally:
-        proc.kill()
-        proc.wait()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
-@pytest.mark.parametrize("flag", ["--web.listen-address=nonsense", "--web.listen-address=:99999", "--log.level=loud"])
-def test_bad_flags_exit_2_with_a_message(flag: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "exporters.job", flag], capture_output=True, text=True, timeout=30)
+def test_no_collector_job_leaves_only_the_process_metrics(tmp_path: Path) -> None:
+    port = free_port()
+    flags = (f"--web.listen-address=127.0.0.1:{port}", f"--path.jobs={tmp_path}", "--no-collector.job")
+    proc = subprocess.Popen(_exporter(*flags), stderr=subprocess.PIPE, text=True)
+    try:
+        body = _get(f"http://127.0.0.1:{port}/metrics", proc)
+        assert "magellan_job" not in body and "process_cpu_seconds_total" in body
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--web.listen-address=nonsense", "--web.listen-address"),
+        ("--web.listen-address=:99999", "port 1-65535"),
+        ("--web.listen-address=:0", "port 1-65535"),
+        ("--log.level=loud", "--log.level"),
+        ("--node.name=", "--node.name"),
+        ("--node.platform= ", "--node.platform"),
+        ("--collector.nope", "unrecognized arguments"),
+    ],
+)
+def test_bad_flags_exit_2_with_a_message(flag: str, message: str) -> None:
+    proc = subprocess.run(_exporter(flag), capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert "error:" in proc.stderr
+    assert "error:" in proc.stderr and message in proc.stderr
+
+
+def test_port_in_use_exits_1_with_a_message() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc = subprocess.run(
+            _exporter(f"--web.listen-address=127.0.0.1:{port}"), capture_output=True, text=True, timeout=30
+        )
+    assert proc.returncode == 1
+    assert "cannot listen" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(":9810", ("0.0.0.0", 9810)), ("127.0.0.1:1", ("127.0.0.1", 1)), ("[::1]:9810", ("::1", 9810))],
+)
+def test_listen_address(value: str, expected: tuple[str, int]) -> None:
+    assert listen_address(value) == expected

@@ -1,41 +1,71 @@
-"""The simulate workload: deterministic physics, the progress file contract, stopping and signals."""
+"""The simulate workload: deterministic physics, the progress-file contract, stopping and signals."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from exporters.job import parse_progress
-from workloads.progress import ProgressWriter
+from workloads.progress import ProgressWriter, valid_job_id
 from workloads.simulate import Simulator
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_same_seed_same_events() -> None:
     a, b = Simulator(seed=7), Simulator(seed=7)
-    events_a = [a.event() for _ in range(200)]
-    events_b = [b.event() for _ in range(200)]
+    events_a = list(a.run(200))
+    events_b = list(b.run(200))
     assert events_a == events_b
-    assert a.checksum == b.checksum
-    assert Simulator(seed=8).event() != events_a[0]
+    assert a.checksum == b.checksum != 0
+    other = Simulator(seed=8)
+    list(other.run(200))
+    assert other.checksum != a.checksum
+
+
+def test_checksum_in_a_fresh_interpreter_is_the_same() -> None:
+    code = "from workloads.simulate import Simulator as S; s = S(seed=3); list(s.run(100)); print(s.checksum)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    s = Simulator(seed=3)
+    list(s.run(100))
+    assert int(out) == s.checksum
 
 
 def test_events_look_like_collisions() -> None:
     sim = Simulator(seed=1)
-    events = [sim.event() for _ in range(500)]
-    mean_particles = sum(e.n_particles for e in events) / len(events)
-    assert 35 < mean_particles < 70  # ~30 soft particles plus two fragmenting partons
+    events = list(sim.run(500))
+    mean_particles = statistics.mean(e.n_particles for e in events)
+    assert 55 < mean_particles < 90  # ~50 soft particles plus two fragmenting partons
     assert all(e.n_tracks <= e.n_particles for e in events)
+    assert 0.4 < statistics.mean(e.n_tracks / e.n_particles for e in events) < 0.8  # ~70 % charged, acceptance
     with_jets = [e for e in events if e.n_jets]
     assert len(with_jets) > 0.5 * len(events)
     assert all(e.leading_jet_pt > 10.0 for e in with_jets)
-    assert all(e.met >= 0.0 for e in events)
+    assert all(e.met >= 0.0 and e.track_pt_sum >= 0.0 for e in events)
+
+
+@pytest.mark.parametrize(("pt", "low", "high"), [(1.0, 0.005, 0.02), (10.0, 0.008, 0.025), (100.0, 0.05, 0.15)])
+def test_tracker_resolution_grows_with_pt(pt: float, low: float, high: float) -> None:
+    sim = Simulator(seed=5)
+    measured = [m for m in (sim.track(pt, 0.3, 1) for _ in range(2000)) if m is not None]
+    assert len(measured) > 1900  # efficiency: >= 5 of 7 hits at 98 % per layer
+    assert statistics.mean(measured) == pytest.approx(pt, rel=0.02)
+    assert low < statistics.pstdev(measured) / pt < high
+
+
+def test_low_pt_particles_curl_up_before_the_outer_layers() -> None:
+    sim = Simulator(seed=5)
+    assert sim.track(0.05, 0.0, -1) is None  # radius 8 cm: reaches only the first layers
 
 
 def test_jet_clustering_merges_a_cone() -> None:
@@ -48,44 +78,127 @@ def test_jets_across_the_phi_boundary() -> None:
     assert Simulator._jets(towers) == [28.0]
 
 
+def test_workloads_parse_as_python_3_9() -> None:
+    for path in (ROOT / "workloads").glob("*.py"):
+        tree = ast.parse(path.read_text(), feature_version=(3, 9))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and any(k.arg == "strict" for k in node.keywords):
+                pytest.fail(f"{path.name}:{node.lineno}: zip(strict=) is Python 3.10+")
+
+
+# --- the progress file ---------------------------------------------------------------------------------------------
+
+
 def test_progress_writer_contract(tmp_path: Path) -> None:
     w = ProgressWriter(str(tmp_path), "job-1", "simulate", 100)
     w.update(0)
     first = parse_progress((tmp_path / "job-1.json").read_text())
-    assert (first.state, first.pid, first.events_target) == ("running", os.getpid(), 100)
+    assert (first.state, first.pid, first.events_target, first.finished_at) == ("running", os.getpid(), 100, None)
+    stat = Path(f"/proc/{os.getpid()}/stat").read_text()
+    assert first.pid_starttime == int(stat[stat.rindex(")") + 2 :].split()[19])
     w.update(100, "finished")
     last = parse_progress((tmp_path / "job-1.json").read_text())
     assert last.state == "finished" and last.finished_at is not None and last.events_processed == 100
+    assert last.finished_at >= last.started_at and last.cpu_seconds > 0
     assert [p.name for p in tmp_path.iterdir()] == ["job-1.json"]  # no temporary file left behind
 
 
-@pytest.mark.parametrize("job_id", ["", "a/b", "..", "x" * 129, "white space"])
+def test_progress_writer_failed_message(tmp_path: Path) -> None:
+    w = ProgressWriter(str(tmp_path), "job-2", "simulate", 0)
+    w.update(5, "failed", "boom")
+    p = parse_progress((tmp_path / "job-2.json").read_text())
+    assert (p.state, p.message, p.events_processed) == ("failed", "boom", 5)
+    with pytest.raises(ValueError, match="state"):
+        w.update(6, "paused")
+
+
+def test_progress_file_is_never_seen_half_written(tmp_path: Path) -> None:
+    """A reader racing the writer always finds a complete, valid file (atomic rename)."""
+    w = ProgressWriter(str(tmp_path), "race", "simulate", 0)
+    w.update(0)
+    stop = threading.Event()
+    seen: list[int] = []
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.append(parse_progress((tmp_path / "race.json").read_bytes()).events_processed)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(1, 300):
+            w.update(i)
+    finally:
+        stop.set()
+        reader.join()
+    assert seen and seen == sorted(seen)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("job_id", ["", "a/b", "x" * 129, "white space", "tab\t", "new\n", "é"])
 def test_invalid_job_ids(tmp_path: Path, job_id: str) -> None:
+    assert not valid_job_id(job_id)
     with pytest.raises(ValueError, match="invalid job id"):
         ProgressWriter(str(tmp_path), job_id, "simulate", 0)
 
 
-def _cli(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workloads.cli", *args], capture_output=True, text=True, timeout=60)
+@pytest.mark.parametrize("job_id", ["a", "x" * 128, "sim_1.run-2", "A.B"])
+def test_valid_job_ids(job_id: str) -> None:
+    assert valid_job_id(job_id)
+
+
+# --- the command ---------------------------------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "workloads.cli", "simulate", *args]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(_cli(*args), capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 
 def test_cli_events_limit(tmp_path: Path) -> None:
-    proc = _cli("simulate", "--job-id", "e1", "--jobs-dir", str(tmp_path), "--events", "300", "--seed", "3")
+    proc = _run("--job-id", "e1", "--jobs-dir", str(tmp_path), "--events", "300", "--seed", "3")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     sim = Simulator(seed=3)
-    for _ in range(300):
-        sim.event()
+    list(sim.run(300))
     assert summary["events"] == 300 and summary["checksum"] == sim.checksum
+    assert set(summary) >= {"job_id", "events", "wall_seconds", "cpu_seconds", "events_per_second", "checksum"}
+    assert summary["events_per_second"] == pytest.approx(300 / summary["wall_seconds"], rel=0.01)
     record = parse_progress((tmp_path / "e1.json").read_text())
-    assert record.state == "finished" and record.events_processed == 300 and record.cpu_seconds > 0
+    assert record.state == "finished" and record.events_processed == record.events_target == 300
+    assert record.cpu_seconds == summary["cpu_seconds"] > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["e1.json"]
 
 
-def test_cli_duration_limit(tmp_path: Path) -> None:
-    proc = _cli("simulate", "--job-id", "d1", "--jobs-dir", str(tmp_path), "--duration", "1.5")
+def test_cli_duration_limit_and_periodic_progress(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        _cli("--job-id", "d1", "--jobs-dir", str(tmp_path), "--duration", "2", "--progress-interval", "0.2"),
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    path, updates = tmp_path / "d1.json", set()
+    while proc.poll() is None:
+        if path.exists():
+            p = parse_progress(path.read_bytes())
+            if p.state == "running":
+                updates.add(p.updated_at)
+        time.sleep(0.05)
+    assert proc.returncode == 0
+    summary = json.loads(proc.stdout.read() if proc.stdout else "")
+    assert 2.0 <= summary["wall_seconds"] < 6 and summary["events"] > 0
+    assert len(updates) >= 4  # start plus a write every 0.2 s
+    final = parse_progress(path.read_text())
+    assert final.state == "finished" and final.events_target == 0 and final.events_processed == summary["events"]
+
+
+def test_cli_whichever_limit_comes_first(tmp_path: Path) -> None:
+    proc = _run("--job-id", "both", "--jobs-dir", str(tmp_path), "--events", "50", "--duration", "600")
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
-    assert 1.4 <= summary["wall_seconds"] < 5 and summary["events"] > 0
+    assert json.loads(proc.stdout)["events"] == 50
 
 
 @pytest.mark.parametrize(
@@ -93,41 +206,74 @@ def test_cli_duration_limit(tmp_path: Path) -> None:
     [
         (["--job-id", "x"], "needs a stopping condition"),
         (["--job-id", "a/b", "--events", "1"], "--job-id"),
+        (["--job-id", "x" * 129, "--events", "1"], "--job-id"),
         (["--job-id", "x", "--events", "-1"], "must not be negative"),
+        (["--job-id", "x", "--events", "1", "--progress-interval", "0"], "--progress-interval"),
+        (["--job-id", "x", "--duration", "nan"], "--duration"),
+        (["--job-id", "x", "--duration", "inf"], "--duration"),
+        (["--job-id", "x", "--events", "ten"], "invalid int value"),
         (["--job-id", "x", "--events", "1", "--jobs-dir", "/nonexistent/dir"], "not a writable directory"),
+        (["--events", "1"], "--job-id"),
     ],
 )
 def test_cli_bad_input(tmp_path: Path, args: list[str], message: str) -> None:
     if "--jobs-dir" not in args:
         args = [*args, "--jobs-dir", str(tmp_path)]
-    proc = _cli("simulate", *args)
+    proc = _run(*args)
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not list(tmp_path.iterdir())
 
 
-def test_sigterm_marks_the_job_failed(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "status", "message"), [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")]
+)
+def test_signal_marks_the_job_failed(tmp_path: Path, signum: int, status: int, message: str) -> None:
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "workloads.cli",
-            "simulate",
-            "--job-id",
-            "t1",
-            "--jobs-dir",
-            str(tmp_path),
-            "--duration",
-            "60",
-            "--progress-interval",
-            "0.2",
-        ],
+        _cli("--job-id", "t1", "--jobs-dir", str(tmp_path), "--duration", "60", "--progress-interval", "0.2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     path = tmp_path / "t1.json"
-    deadline = time.monotonic() + 20
-    while not path.exists() or parse_progress(path.read_text()).events_processed == 0:
-        assert time.monotonic() < deadline, "job never reported progress"
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == 143
-    record = json.loads(path.read_text())
-    assert record["state"] == "failed" and record["message"] == "terminated" and record["events_processed"] > 0
+    try:
+        deadline = time.monotonic() + 30
+        while not path.exists() or parse_progress(path.read_bytes()).events_processed == 0:
+            assert time.monotonic() < deadline, "job never reported progress"
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        assert proc.wait(timeout=20) == status
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out, err = proc.communicate()
+    assert out == "" and "Traceback" not in err
+    record = parse_progress(path.read_text())
+    assert (record.state, record.message) == ("failed", message)
+    assert record.events_processed > 0 and record.finished_at is not None
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_exception_marks_the_job_failed(tmp_path: Path) -> None:
+    """An error inside the event loop: state failed with the error as message, non-zero exit."""
+    code = (
+        "import sys, workloads.simulate as s\n"
+        "def boom(self):\n"
+        "    raise RuntimeError('detector on fire')\n"
+        "s.Simulator.event = boom\n"
+        "from workloads.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "simulate", "--job-id", "x1", "--jobs-dir", str(tmp_path), "--events", "5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 1
+    assert "detector on fire" in proc.stderr
+    record = parse_progress((tmp_path / "x1.json").read_text())
+    assert (record.state, record.message) == ("failed", "RuntimeError: detector on fire")
