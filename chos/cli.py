@@ -71,7 +71,9 @@ def resolve(config: Config, requested: str | None, environ: dict[str, str], home
 
 
 def schroot_argv(env: str, command: list[str], cwd: str) -> list[str]:
-    return ["schroot", "--quiet", "--chroot", f"chos-{env}", "--directory", cwd, "--", *command]
+    # schroot reports a command killed by a signal as plain exit 1; a shell in between turns it into 128 + signal.
+    shell = ["/bin/sh", "-c", '"$@"; exit $?', "chos-run"]
+    return ["schroot", "--quiet", "--chroot", f"chos-{env}", "--directory", cwd, "--", *shell, *command]
 
 
 def main(argv: list[str] | None = None) -> int:

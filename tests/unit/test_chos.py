@@ -40,7 +40,8 @@ def test_unknown_environment_lists_the_available_ones(tmp_path: Path) -> None:
 
 def test_schroot_command_line() -> None:
     assert schroot_argv("bullseye", ["cat", "/etc/debian_version"], "/home/u") == [
-        "schroot", "--quiet", "--chroot", "chos-bullseye", "--directory", "/home/u", "--", "cat", "/etc/debian_version",
+        "schroot", "--quiet", "--chroot", "chos-bullseye", "--directory", "/home/u", "--",
+        "/bin/sh", "-c", '"$@"; exit $?', "chos-run", "cat", "/etc/debian_version",
     ]  # fmt: skip
 
 

@@ -13,6 +13,8 @@ APT::Install-Recommends "false";
 APT::Install-Suggests "false";
 EOS
 
+# Node trees (with sshd and systemd) boot as nodes; other trees (CHOS environments) only need apt.
+if [ -f "$tree/etc/ssh/sshd_config" ]; then
 # Every node must have its own SSH host keys: drop the tree's, generate at first start.
 rm -f "$tree"/etc/ssh/ssh_host_*
 mkdir -p "$tree/etc/systemd/system/ssh.service.d"
@@ -34,6 +36,8 @@ sed -i 's/^#\?UseDNS.*/UseDNS no/' "$tree/etc/ssh/sshd_config"
 for unit in getty@tty1.service systemd-remount-fs.service console-getty.service; do
   ln -sf /dev/null "$tree/etc/systemd/system/$unit"
 done
+
+fi
 
 : > "$tree/etc/machine-id"
 rm -f "$tree/etc/hostname"
