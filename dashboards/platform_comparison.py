@@ -15,8 +15,17 @@ from dashboards.common import (
 )
 
 UID = "magellan-platform-comparison"
+
+
+def per_node_rate(metric: str, matchers: str = "") -> str:
+    """Per-second rate of a counter, summed per node and platform, for the selected nodes."""
+    selector = f"{matchers}, {SELECTOR}" if matchers else SELECTOR
+    return f"sum by (node, platform) (rate({metric}{{{selector}}}[{RATE}]))"
+
+
+EVENTS_RATE = per_node_rate("magellan_job_events_processed_total")
+CPU_RATE = per_node_rate("magellan_job_cpu_seconds_total")
 EVENTS = f"magellan_job_events_processed_total{{{SELECTOR}}}"
-CPU = f"magellan_job_cpu_seconds_total{{{SELECTOR}}}"
 
 
 def build() -> dashboard.Dashboard:
@@ -46,7 +55,7 @@ def build() -> dashboard.Dashboard:
             "How many events the jobs on each node process per second, summed over the node's jobs. "
             "The same workload on two platforms: the higher line is the faster platform.",
             "ops",
-            [target(f"sum by (node, platform) (rate({EVENTS}[{RATE}]))", "{{node}} ({{platform}})")],
+            [target(EVENTS_RATE, "{{node}} ({{platform}})")],
         )
     )
     d = d.with_panel(
@@ -57,8 +66,7 @@ def build() -> dashboard.Dashboard:
             "percentunit",
             [
                 target(
-                    f"sum by (node, platform) (rate({EVENTS}[{RATE}]))"
-                    f" / scalar(max(sum by (node) (rate({EVENTS}[{RATE}]))))",
+                    f"{EVENTS_RATE} / scalar(max(sum by (node) (rate({EVENTS}[{RATE}]))))",
                     "{{node}} ({{platform}})",
                 )
             ],
@@ -72,7 +80,7 @@ def build() -> dashboard.Dashboard:
             "short",
             [
                 target(
-                    f"sum by (node, platform) (rate({EVENTS}[{RATE}])) / sum by (node, platform) (rate({CPU}[{RATE}]))",
+                    f"{EVENTS_RATE} / {CPU_RATE}",
                     "{{node}} ({{platform}})",
                 )
             ],
@@ -86,7 +94,7 @@ def build() -> dashboard.Dashboard:
             "percentunit",
             [
                 target(
-                    f"sum by (node, platform) (rate({CPU}[{RATE}])) / "
+                    f"{CPU_RATE} / "
                     f'clamp_min(sum by (node, platform) (magellan_job_state{{state="running", {SELECTOR}}}), 1)',
                     "{{node}} ({{platform}})",
                 )
@@ -102,7 +110,7 @@ def build() -> dashboard.Dashboard:
             "short",
             [
                 target(f"magellan_node_profile_cpus{{{SELECTOR}}}", "{{node}} configured", "A"),
-                target(f"sum by (node, platform) (rate({CPU}[{RATE}]))", "{{node}} used by jobs", "B"),
+                target(CPU_RATE, "{{node}} used by jobs", "B"),
             ],
         )
     )
@@ -112,12 +120,7 @@ def build() -> dashboard.Dashboard:
             "CPU time per second the whole node spent outside idle, from node_exporter (all processes, not only "
             "jobs). On container nodes this is the host's view: compare it with the jobs' own figure.",
             "short",
-            [
-                target(
-                    f'sum by (node, platform) (rate(node_cpu_seconds_total{{mode!="idle", {SELECTOR}}}[{RATE}]))',
-                    "{{node}} ({{platform}})",
-                )
-            ],
+            [target(per_node_rate("node_cpu_seconds_total", 'mode!="idle"'), "{{node}} ({{platform}})")],
         )
     )
     d = d.with_row(dashboard.Row("I/O"))
@@ -126,11 +129,7 @@ def build() -> dashboard.Dashboard:
             "Job read rate",
             "Bytes per second the node's jobs read from storage (from /proc/<pid>/io read_bytes).",
             "Bps",
-            [
-                target(
-                    f"sum by (node, platform) (rate(magellan_job_read_bytes_total{{{SELECTOR}}}[{RATE}]))", "{{node}}"
-                )
-            ],
+            [target(per_node_rate("magellan_job_read_bytes_total"), "{{node}}")],
         )
     )
     d = d.with_panel(
@@ -138,12 +137,7 @@ def build() -> dashboard.Dashboard:
             "Job write rate",
             "Bytes per second the node's jobs wrote to storage (from /proc/<pid>/io write_bytes).",
             "Bps",
-            [
-                target(
-                    f"sum by (node, platform) (rate(magellan_job_written_bytes_total{{{SELECTOR}}}[{RATE}]))",
-                    "{{node}}",
-                )
-            ],
+            [target(per_node_rate("magellan_job_written_bytes_total"), "{{node}}")],
         )
     )
     d = d.with_row(dashboard.Row("Jobs and health"))

@@ -63,7 +63,6 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
         duration=args.duration,
         events=args.events,
         seed=args.seed,
-        group=args.group,
         reference=args.reference,
         repeat=args.repeat,
         concurrent=args.concurrent,
@@ -87,7 +86,6 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
             for n in nodes:
                 value = sum(v for job, v in done.items() if job.endswith("-" + n.name))
                 if value:
-                    bar.tasks[tasks[n.name]].elapsed or 1.0
                     bar.update(tasks[n.name], completed=value, rate=f"{value:,.0f} events")
 
         result = compare.run(inventory, plan, prom, REPO / ".testbed" / "logs", on_progress=show)

@@ -33,7 +33,6 @@ class Plan:
     duration: int = 60
     events: int = 0
     seed: int = 12345
-    group: str = "workload_nodes"
     reference: str | None = None
     repeat: int = 1
     concurrent: bool = False
@@ -84,36 +83,43 @@ def _values(prom: PromClient, expr: str, key: str = "job_id") -> dict[str, float
     return {s.labels.get(key, ""): s.value for s in prom.query(expr)}
 
 
+def _of_run(run_id: str, extra: str = "") -> str:
+    """Label matchers selecting the jobs of one run."""
+    return f'job_id=~"{run_id}-.*"' + (f",{extra}" if extra else "")
+
+
 def progress(prom: PromClient, run_id: str) -> dict[str, float]:
     """Events processed so far per job of this run."""
-    return _values(prom, f'magellan_job_events_processed_total{{job_id=~"{run_id}-.*"}}')
+    return _values(prom, f"magellan_job_events_processed_total{{{_of_run(run_id)}}}")
 
 
 def wait_final(prom: PromClient, plan: Plan, run_id: str, timeout: float = 90.0) -> None:
     """Wait until Prometheus has scraped every job in a final state (finished or failed)."""
     wanted = plan.job_ids(run_id)
-    deadline = time.monotonic() + timeout
-    expr = f'magellan_job_state{{job_id=~"{run_id}-.*",state=~"finished|failed"}} == 1'
-    while True:
-        done = set(_values(prom, expr))
-        if wanted <= done:
-            return
-        if time.monotonic() > deadline:
-            missing = ", ".join(sorted(wanted - done))
-            raise CompareError(
-                f"Prometheus has no final state for {missing} after {timeout:.0f} s: check that the job exporter "
-                "on those nodes is up (magellan_job_collector_up) and that the job ran"
-            )
-        time.sleep(2)
+    final = 'state=~"finished|failed"'
+    expr = f"magellan_job_state{{{_of_run(run_id, final)}}} == 1"
+    done: set[str] = set()
+
+    def all_final() -> bool:
+        done.update(_values(prom, expr))
+        return wanted <= done
+
+    if not prom.wait_until(all_final, timeout):
+        missing = ", ".join(sorted(wanted - done))
+        raise CompareError(
+            f"Prometheus has no final state for {missing} after {timeout:.0f} s: check that the job exporter "
+            "on those nodes is up (magellan_job_collector_up) and that the job ran"
+        )
 
 
 def measure(prom: PromClient, plan: Plan, run_id: str) -> list[NodeResult]:
     """Final per-job figures as Prometheus recorded them."""
-    sel = f'{{job_id=~"{run_id}-.*"}}'
+    sel = f"{{{_of_run(run_id)}}}"
     events = _values(prom, f"last_over_time(magellan_job_events_processed_total{sel}[1h])")
     wall = _values(prom, f"last_over_time(magellan_job_wall_seconds{sel}[1h])")
     cpu = _values(prom, f"last_over_time(magellan_job_cpu_seconds_total{sel}[1h])")
-    failed = _values(prom, f'magellan_job_state{{job_id=~"{run_id}-.*",state="failed"}} == 1')
+    failed_state = 'state="failed"'
+    failed = _values(prom, f"magellan_job_state{{{_of_run(run_id, failed_state)}}} == 1")
     cpus = _values(prom, "magellan_node_profile_cpus", key="node")
     results = []
     for node in plan.nodes:

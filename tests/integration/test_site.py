@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -20,17 +19,9 @@ TOLERANCE = 0.15
 
 
 def test_every_prometheus_target_is_up(site: Inventory, prom: PromClient) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        targets = prom.targets()
-        down = [
-            f"{t.labels.get('job')}/{t.labels.get('node')}: {t.health} {t.last_error}"
-            for t in targets
-            if t.health != "up"
-        ]
-        if not down or time.monotonic() > deadline:
-            break
-        time.sleep(3)
+    prom.wait_until(lambda: all(t.health == "up" for t in prom.targets()), timeout=60, interval=3)
+    targets = prom.targets()
+    down = [f"{t.job}/{t.labels.get('node')}: {t.health} {t.last_error}" for t in targets if t.health != "up"]
     assert not down, down
     nodes = {t.labels.get("node") for t in targets if t.labels.get("job") == "node"}
     assert nodes == {"head", "compute1", "compute2"}
