@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, cast
 
 from rich.console import Console
 from rich.table import Table
@@ -38,11 +40,63 @@ def site_changed(output: str) -> int:
     return sum(int(n) for n in re.findall(r"changed=(\d+)", block))
 
 
+def on_node(inventory: str, host: str, script: str, *args: str) -> dict[str, Any]:
+    """Run one of testbed/nodebench's scripts on an inventory host through Ansible; return its JSON line."""
+    env = dict(
+        os.environ,
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+    )
+    cmd = [
+        "ansible",
+        "-i",
+        inventory,
+        host,
+        "-m",
+        "ansible.builtin.script",
+        "-a",
+        " ".join([str(REPO / "testbed" / "nodebench" / script), *args]),
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, check=False)
+    try:
+        # The JSON document, after whatever line other callbacks (profile_tasks) printed first
+        doc, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{") :])
+        result = doc["plays"][0]["tasks"][0]["hosts"][host]
+    except (ValueError, KeyError, IndexError):
+        raise SystemExit(f"{script} on {host}: no result (exit {proc.returncode}): {proc.stderr[-2000:]}") from None
+    if result.get("rc", 1) != 0:
+        raise SystemExit(f"{script} on {host} failed: {result.get('stderr', '')}{result.get('msg', '')}")
+    return cast(dict[str, Any], json.loads(result["stdout"].strip().splitlines()[-1]))
+
+
+def cluster_rows(inventory: str, head: str, node: str, env: str) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
+    """Slurm job start latency and the CPU workload's events/s inside CHOS vs native on one node."""
+    latency = on_node(inventory, head, "slurm_latency.py", node, "10")
+    chos = on_node(inventory, node, "chos_ratio.py", env, "20000", "3")
+    rows = [
+        (
+            "slurm job start latency (submit → running)",
+            f"{latency['median_s']:.2f} s median",
+            f"max {latency['max_s']:.2f} s, {latency['jobs']} jobs, partition {latency['partition']}, node {node}",
+        ),
+        (
+            f"simulate events/s native / CHOS {env}",
+            f"{chos['medians']['native']:.0f} / {chos['medians']['chos']:.0f}",
+            f"medians of {len(chos['runs']['chos'])} interleaved runs on {node}",
+        ),
+        (f"CHOS {env} / native ratio", f"{chos['ratio']:.3f}", "expected ~1.00 (a chroot costs no CPU)"),
+    ]
+    return rows, {"latency": latency, "chos": chos}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="testbed.bench", description=__doc__)
     p.add_argument("--skip-cold", action="store_true", help="do not run make clean + cold make testbed")
     p.add_argument("--jobs", type=int, default=1000, help="jobs in the exporter's fixture tree")
     p.add_argument("--inventory", default="inventories/local")
+    p.add_argument("--head", default="head", help="Slurm controller (submits the latency jobs)")
+    p.add_argument("--node", default="compute1", help="CHOS node for the latency and CHOS/native figures")
+    p.add_argument("--chos-env", default="bookworm", help="CHOS environment compared with the node's native one")
     args = p.parse_args(argv)
     console = Console()
     logs = REPO / ".testbed" / "bench"
@@ -77,9 +131,16 @@ def main(argv: list[str] | None = None) -> int:
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     for key, value in figures.items():
         table.add_row(f"exporter {key}", str(value), f"{args.jobs} jobs")
+    console.print(f"cluster: Slurm job start latency and CHOS/native on {args.node}…")
+    rows, cluster = cluster_rows(args.inventory, args.head, args.node, args.chos_env)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     (logs / "bench.json").write_text(
-        json.dumps({"cold_s": cold, "warm_s": warm, "warm_changed": changed, "exporter": figures}, indent=2)
+        json.dumps(
+            {"cold_s": cold, "warm_s": warm, "warm_changed": changed, "exporter": figures, "cluster": cluster},
+            indent=2,
+        )
     )
     return 0 if changed == 0 else 1
 

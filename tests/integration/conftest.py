@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from testbed import compare
 from testbed.inventory import Inventory, load_inventory
 from testbed.prom import PromClient
+from testbed.report import Comparison
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORY = REPO / "inventories" / "local"
@@ -56,3 +58,18 @@ def site() -> Iterator[Inventory]:
 @pytest.fixture(scope="session")
 def prom(site: Inventory) -> PromClient:
     return PromClient(site.prometheus_url(), timeout=10.0)
+
+
+@pytest.fixture(scope="session")
+def comparison(site: Inventory, prom: PromClient, tmp_path_factory: pytest.TempPathFactory) -> Comparison:
+    """The site's comparison (jobs submitted through Slurm), run once for the session."""
+    plan = compare.Plan(nodes=site.nodes("workload_nodes"), duration=40, seed=7)
+    return compare.run(site, plan, prom, tmp_path_factory.mktemp("logs"))
+
+
+def node_shell(site: Inventory, host: str, command: str) -> subprocess.CompletedProcess[str]:
+    """Run a shell command on a local node as root, over the testbed's SSH key."""
+    key = REPO / ".testbed" / "ssh" / "id_ed25519"
+    ssh = ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+    ssh += ["-o", "LogLevel=ERROR", "-o", "BatchMode=yes", f"root@{site.node(host).address}", command]
+    return subprocess.run(ssh, capture_output=True, text=True, check=False, timeout=300)

@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 
 from dashboards.queries import check_dashboards
-from testbed import compare
 from testbed.inventory import Inventory
 from testbed.prom import PromClient
-from testbed.report import write_report
+from testbed.report import Comparison, write_report
 from tests.integration.conftest import REPO, ansible_playbook, recap
 
 pytestmark = pytest.mark.integration
@@ -27,15 +26,11 @@ def test_every_prometheus_target_is_up(site: Inventory, prom: PromClient) -> Non
     assert nodes == {"head", "compute1", "compute2"}
     jobs = {t.labels.get("node") for t in targets if t.labels.get("job") == "magellan_job"}
     assert jobs == {"compute1", "compute2"}
+    accounting = {t.labels.get("node") for t in targets if t.labels.get("job") == "magellan_accounting"}
+    assert accounting == {"head"}
 
 
-@pytest.fixture(scope="module")
-def comparison(site: Inventory, prom: PromClient, tmp_path_factory: pytest.TempPathFactory) -> compare.Comparison:
-    plan = compare.Plan(nodes=site.nodes("workload_nodes"), duration=40, seed=7)
-    return compare.run(site, plan, prom, tmp_path_factory.mktemp("logs"))
-
-
-def test_reduced_node_matches_its_profile(comparison: compare.Comparison) -> None:
+def test_reduced_node_matches_its_profile(comparison: Comparison) -> None:
     by_node = {r.node: r for r in comparison.results}
     full, half = by_node["compute1"], by_node["compute2"]
     assert full.configured_cpus == 1.0 and half.configured_cpus == 0.5
@@ -49,12 +44,12 @@ def test_reduced_node_matches_its_profile(comparison: compare.Comparison) -> Non
     assert abs(half.cpu_seconds / half.wall_seconds - 0.5) <= 0.5 * TOLERANCE
 
 
-def test_every_dashboard_query_returns_data(comparison: compare.Comparison, prom: PromClient) -> None:
+def test_every_dashboard_query_returns_data(comparison: Comparison, prom: PromClient) -> None:
     failures = check_dashboards(prom, REPO / "dashboards" / "generated")
     assert failures == [], "\n".join(failures)
 
 
-def test_second_converge_changes_nothing(comparison: compare.Comparison) -> None:
+def test_second_converge_changes_nothing(comparison: Comparison) -> None:
     proc = ansible_playbook("site.yml")
     counters = recap(proc.stdout)
     assert counters, proc.stdout[-2000:]
@@ -62,13 +57,13 @@ def test_second_converge_changes_nothing(comparison: compare.Comparison) -> None
     assert changed == {}, f"second converge changed something: {changed}\n{proc.stdout[-4000:]}"
 
 
-def test_report_is_written(comparison: compare.Comparison, tmp_path: Path) -> None:
+def test_report_is_written(comparison: Comparison, tmp_path: Path) -> None:
     out = write_report(comparison, tmp_path)
     assert (out / "report.md").read_text().count("compute") >= 2
     assert (out / "events_per_second.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_check_mode_on_a_converged_site_changes_nothing(comparison: compare.Comparison) -> None:
+def test_check_mode_on_a_converged_site_changes_nothing(comparison: Comparison) -> None:
     proc = ansible_playbook("site.yml", "--check", "--diff")
     changed = {host: c["changed"] for host, c in recap(proc.stdout).items() if c.get("changed")}
     assert changed == {}, f"--check --diff reported changes: {changed}\n{proc.stdout[-4000:]}"

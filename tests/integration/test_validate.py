@@ -48,3 +48,19 @@ def test_subnet_clash_with_podman_default_network() -> None:
 def test_address_outside_subnet() -> None:
     out = _validate({"testbed_network_subnet": "10.214.0.0/24", "testbed_network_gateway": "10.214.0.1"})
     assert "must be an address inside testbed_network_subnet=10.214.0.0/24" in out
+
+
+def test_slurm_values_out_of_range() -> None:
+    out = _validate({"slurm_memory_fraction": 2, "slurm_slurmd_port": 6817})
+    assert "Slurm settings out of range" in out
+    assert "slurm_memory_fraction=2" in out
+
+
+def test_slurm_partition_without_nodes() -> None:
+    out = _validate({"slurm_partitions": [{"name": "chos", "group": "nosuchgroup"}]})
+    assert "group must name an inventory group" in out
+
+
+def test_slurm_node_override_out_of_range() -> None:
+    out = _validate({"slurm_node_cpus": 0})
+    assert "slurm_node_cpus=0 must be 1-4096" in out

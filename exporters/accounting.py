@@ -1,0 +1,376 @@
+"""magellan-accounting-exporter: Slurm job accounting (sacct) per user, account and partition.
+
+Runs next to slurmdbd. Every --sacct.interval seconds at most it asks sacct for the jobs of a sliding window
+(from the last poll minus an overlap; the first poll looks --sacct.lookback back). A job is added to the
+cumulative counters once, when it is first seen in a final state; running and pending jobs are gauges. A failing,
+slow or missing sacct is counted by reason and the previous figures keep being served.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+
+from exporters import web
+
+LOG = logging.getLogger("magellan.accounting_exporter")
+DEFAULT_PORT = 9811
+FIELDS = (
+    "JobIDRaw",
+    "JobID",
+    "User",
+    "Account",
+    "Partition",
+    "State",
+    "ElapsedRaw",
+    "TotalCPU",
+    "MaxRSS",
+    "TRESUsageInTot",
+    "TRESUsageOutTot",
+)
+FINAL_STATES = frozenset(
+    {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT"}
+)
+ERROR_REASONS = ("not_found", "timeout", "exit_status", "parse")  # exported from the start, at 0
+KEY_LABELS = ["cluster", "user", "account", "partition"]
+UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+SIZE = re.compile(r"^(\d+(?:\.\d+)?)([KMGTP]?)$")
+CPU_TIME = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$")
+
+
+class ParseError(ValueError):
+    """A sacct value or line that cannot be used."""
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    job_id: str
+    user: str
+    account: str
+    partition: str
+    state: str
+    elapsed_seconds: float
+    cpu_seconds: float
+    max_rss_bytes: float
+    read_bytes: float
+    written_bytes: float
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.user, self.account, self.partition)
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+def parse_size(value: str) -> float:
+    """sacct sizes: '1234K', '1.5G', '0', '' (none) -> bytes (units are powers of 1024)."""
+    if not value:
+        return 0.0
+    m = SIZE.match(value)
+    if not m:
+        raise ParseError(f"bad size {value!r}")
+    return float(m.group(1)) * UNITS[m.group(2)]
+
+
+def parse_cpu_time(value: str) -> float:
+    """sacct CPU times: 'MM:SS.mmm', 'HH:MM:SS', 'D-HH:MM:SS' -> seconds."""
+    if not value:
+        return 0.0
+    m = CPU_TIME.match(value)
+    if not m:
+        raise ParseError(f"bad time {value!r}")
+    days, hours, minutes, seconds = m.groups()
+    return int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def tres_bytes(value: str, name: str = "fs/disk") -> float:
+    """The size of one TRES in a 'cpu=00:00:01,fs/disk=123,mem=1980K' list (0 when absent)."""
+    for item in value.split(","):
+        key, _, amount = item.partition("=")
+        if key == name:
+            return parse_size(amount)
+    return 0.0
+
+
+@dataclass
+class _Job:
+    fields: dict[str, str]
+    steps: list[dict[str, str]] = field(default_factory=list)
+
+
+def parse_sacct(text: str) -> tuple[list[JobRecord], list[tuple[int, str]]]:
+    """Parse `sacct --parsable2 --noheader --format=<FIELDS>`: job records, and (line number, problem) pairs.
+
+    Step lines (JobID '12.batch', '12.0', '12.extern') belong to the job line before them; the job's memory peak is
+    the largest MaxRSS of its steps and its bytes read/written the sum of the steps' fs/disk TRES usage.
+    """
+    jobs: dict[str, _Job] = {}
+    problems: list[tuple[int, str]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        values = line.split("|")
+        if len(values) != len(FIELDS):
+            problems.append((number, f"{len(values)} fields, expected {len(FIELDS)}"))
+            continue
+        row = dict(zip(FIELDS, values, strict=True))
+        raw = row["JobIDRaw"]
+        job_id, dot, _ = raw.partition(".")
+        if not job_id.isdigit():
+            problems.append((number, f"bad JobIDRaw {raw!r}"))
+        elif dot:
+            if job_id in jobs:
+                jobs[job_id].steps.append(row)
+            else:
+                problems.append((number, f"step {raw} without its job line"))
+        else:
+            jobs[job_id] = _Job(row)
+    records = []
+    for job_id, job in jobs.items():
+        try:
+            records.append(_record(job_id, job))
+        except ParseError as exc:
+            problems.append((0, f"job {job_id}: {exc}"))
+    return records, problems
+
+
+def _record(job_id: str, job: _Job) -> JobRecord:
+    f = job.fields
+    elapsed = f["ElapsedRaw"]
+    if not elapsed.isdigit():
+        raise ParseError(f"bad ElapsedRaw {elapsed!r}")
+    cpu = parse_cpu_time(f["TotalCPU"]) or sum(parse_cpu_time(s["TotalCPU"]) for s in job.steps)
+    return JobRecord(
+        job_id=job_id,
+        user=f["User"],
+        account=f["Account"],
+        partition=f["Partition"],
+        state=(f["State"].split() or ["UNKNOWN"])[0].upper(),
+        elapsed_seconds=float(elapsed),
+        cpu_seconds=cpu,
+        max_rss_bytes=max((parse_size(s["MaxRSS"]) for s in job.steps), default=0.0),
+        read_bytes=sum(tres_bytes(s["TRESUsageInTot"]) for s in job.steps),
+        written_bytes=sum(tres_bytes(s["TRESUsageOutTot"]) for s in job.steps),
+    )
+
+
+@dataclass
+class Totals:
+    cpu_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    read_bytes: float = 0.0
+    written_bytes: float = 0.0
+    memory_peak_bytes: float = 0.0
+    jobs: Counter[str] = field(default_factory=Counter)
+
+
+class Accounting:
+    """Counts each finished job once, keeps the current non-final jobs, forgets ids that left the window."""
+
+    def __init__(self) -> None:
+        self.totals: dict[tuple[str, str, str], Totals] = defaultdict(Totals)
+        self.active: Counter[tuple[str, str, str, str]] = Counter()
+        self.counted: dict[str, float] = {}  # job id -> time it was last returned by sacct
+
+    def update(self, records: list[JobRecord], now: float, window_start: float) -> None:
+        active: Counter[tuple[str, str, str, str]] = Counter()
+        for r in records:
+            if not r.final:
+                active[(*r.key, r.state)] += 1
+                continue
+            if r.job_id not in self.counted:
+                t = self.totals[r.key]
+                t.cpu_seconds += r.cpu_seconds
+                t.wall_seconds += r.elapsed_seconds
+                t.read_bytes += r.read_bytes
+                t.written_bytes += r.written_bytes
+                t.memory_peak_bytes = max(t.memory_peak_bytes, r.max_rss_bytes)
+                t.jobs[r.state] += 1
+            self.counted[r.job_id] = now
+        self.active = active
+        # A job no longer returned for this window ended before it began: it cannot come back.
+        self.counted = {job: seen for job, seen in self.counted.items() if seen >= window_start}
+
+
+def sacct_argv(sacct: str, start: float) -> list[str]:
+    since = datetime.fromtimestamp(start).strftime("%Y-%m-%dT%H:%M:%S")
+    return [sacct, "--allusers", "--parsable2", "--noheader", f"--starttime={since}", "--endtime=now",
+            f"--format={','.join(FIELDS)}"]  # fmt: skip
+
+
+@dataclass
+class Options:
+    sacct: str = "sacct"
+    cluster: str = "magellan"
+    interval: float = 15.0
+    lookback: float = 7 * 86400.0
+    overlap: float = 600.0
+    timeout: float = 30.0
+
+
+class AccountingCollector:
+    """Prometheus collector; polls sacct at most every `interval` seconds, serving cached figures in between."""
+
+    def __init__(self, options: Options, clock: Callable[[], float] = time.time) -> None:
+        self.options = options
+        self.clock = clock
+        self.accounting = Accounting()
+        self.errors: Counter[str] = Counter(dict.fromkeys(ERROR_REASONS, 0))
+        self.lock = threading.Lock()
+        self.up = False
+        self.last_poll: float | None = None
+        self.last_success = 0.0
+        self.duration = 0.0
+
+    def poll(self) -> None:
+        now = self.clock()
+        start = now - self.options.lookback if self.last_poll is None else self.last_poll - self.options.overlap
+        started = time.monotonic()
+        try:
+            proc = subprocess.run(
+                sacct_argv(self.options.sacct, start),
+                capture_output=True,
+                text=True,
+                timeout=self.options.timeout,
+                check=False,
+            )
+        except FileNotFoundError:
+            self._fail("not_found", f"{self.options.sacct} not found: install slurm-client or set --sacct.path")
+            return
+        except subprocess.TimeoutExpired:
+            self._fail("timeout", f"sacct took longer than {self.options.timeout:.0f} s")
+            return
+        finally:
+            self.duration = time.monotonic() - started
+        if proc.returncode != 0:
+            self._fail("exit_status", f"sacct exited {proc.returncode}: {proc.stderr.strip()[:500]}")
+            return
+        records, problems = parse_sacct(proc.stdout)
+        for number, problem in problems:
+            self.errors["parse"] += 1
+            LOG.warning("sacct output line %d: %s", number, problem)
+        self.accounting.update(records, now, start)
+        self.up, self.last_poll, self.last_success = True, now, now
+
+    def _fail(self, reason: str, message: str) -> None:
+        self.errors[reason] += 1
+        self.up = False
+        LOG.error("%s", message)
+
+    def collect(self) -> Iterator[Metric]:
+        with self.lock:
+            if self.last_poll is None or self.clock() - self.last_poll >= self.options.interval:
+                self.poll()
+            yield from self._metrics()
+
+    def _metrics(self) -> Iterator[Metric]:
+        c = self.options.cluster
+        per_key = {
+            "cpu_seconds": ("CPU time (user+system) of finished jobs.", "counter"),
+            "wall_seconds": ("Elapsed time of finished jobs.", "counter"),
+            "read_bytes": ("Bytes finished jobs read (fs/disk TRES).", "counter"),
+            "written_bytes": ("Bytes finished jobs wrote (fs/disk TRES).", "counter"),
+            "memory_peak_bytes": ("Largest MaxRSS of a step of any finished job.", "gauge"),
+        }
+        for name, (doc, kind) in per_key.items():
+            family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            family = family_type(f"magellan_accounting_{name}", doc, labels=KEY_LABELS)
+            for key, totals in sorted(self.accounting.totals.items()):
+                family.add_metric([c, *key], getattr(totals, name))
+            yield family
+        jobs = CounterMetricFamily(
+            "magellan_accounting_jobs", "Finished jobs by final state.", labels=[*KEY_LABELS, "state"]
+        )
+        for key, totals in sorted(self.accounting.totals.items()):
+            for state, count in sorted(totals.jobs.items()):
+                jobs.add_metric([c, *key, state], count)
+        yield jobs
+        active = GaugeMetricFamily(
+            "magellan_accounting_active_jobs", "Jobs not finished yet, by state.", labels=[*KEY_LABELS, "state"]
+        )
+        for (user, account, partition, state), count in sorted(self.accounting.active.items()):
+            active.add_metric([c, user, account, partition, state], count)
+        yield active
+        yield self._own("magellan_accounting_up", "1 when the last sacct run succeeded.", 1.0 if self.up else 0.0)
+        errors = CounterMetricFamily(
+            "magellan_accounting_sacct_errors",
+            "Failed sacct runs and unusable lines, by reason.",
+            labels=["cluster", "reason"],
+        )
+        for reason, count in sorted(self.errors.items()):
+            errors.add_metric([c, reason], count)
+        yield errors
+        yield self._own("magellan_accounting_sacct_duration_seconds", "Time the last sacct run took.", self.duration)
+        yield self._own(
+            "magellan_accounting_last_success_timestamp_seconds",
+            "Unix time of the last good sacct run.",
+            self.last_success,
+        )
+
+    def _own(self, name: str, doc: str, value: float) -> GaugeMetricFamily:
+        g = GaugeMetricFamily(name, doc, labels=["cluster"])
+        g.add_metric([self.options.cluster], value)
+        return g
+
+
+def build_registry(options: Options) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    registry.register(AccountingCollector(options))
+    return registry
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 10 * 365 * 86400:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a positive number of seconds")
+    return seconds
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = Options()
+    p = argparse.ArgumentParser(prog="magellan-accounting-exporter", description=__doc__.splitlines()[0])
+    web.add_common_flags(p, DEFAULT_PORT)
+    p.add_argument("--sacct.path", dest="sacct", default=d.sacct, help="sacct command (default: %(default)s)")
+    p.add_argument("--cluster.name", dest="cluster", default=d.cluster, help="cluster label (default: %(default)s)")
+    for flag, default, doc in (
+        ("interval", d.interval, "run sacct at most this often"),
+        ("lookback", d.lookback, "how far the first poll looks back"),
+        ("overlap", d.overlap, "how far each poll reaches before the previous one"),
+        ("timeout", d.timeout, "give up on a sacct run after this long"),
+    ):
+        p.add_argument(
+            f"--sacct.{flag}", dest=flag, type=_seconds, default=default, help=f"{doc} (s, default %(default)s)"
+        )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = Options(args.sacct, args.cluster, args.interval, args.lookback, args.overlap, args.timeout)
+    LOG.info("sacct %s every %.0f s at most, cluster=%s", options.sacct, options.interval, options.cluster)
+    host, port = args.listen
+    return web.serve(build_registry(options), host, port, LOG)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The local batch cluster: the comparison's jobs in Slurm's accounting and in Prometheus; CHOS and MUNGE errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from testbed.inventory import Inventory
+from testbed.prom import PromClient
+from testbed.report import Comparison
+from tests.integration.conftest import ansible_playbook, node_shell
+
+pytestmark = pytest.mark.integration
+
+
+def test_comparison_jobs_are_in_slurm_accounting(site: Inventory, comparison: Comparison) -> None:
+    run_id = comparison.parameters["run_id"]
+    out = node_shell(
+        site,
+        "head",
+        f"sacct --allusers --noheader --parsable2 --name={run_id}-r0-compute1,"
+        f"{run_id}-r0-compute2 --allocations --format=JobName,Partition,NodeList,State,TotalCPU",
+    )
+    rows = sorted(line.split("|") for line in out.stdout.splitlines())
+    assert [r[:4] for r in rows] == [
+        [f"{run_id}-r0-compute1", "chos", "compute1", "COMPLETED"],
+        [f"{run_id}-r0-compute2", "chos", "compute2", "COMPLETED"],
+    ], out.stdout + out.stderr
+
+
+def test_accounting_metrics_in_prometheus(comparison: Comparison, prom: PromClient) -> None:
+    # The two 40 s jobs ran as root in partition chos: ~40 + ~20 CPU-seconds, two COMPLETED jobs.
+    sel = 'user="root",partition="chos"'
+
+    def counted() -> bool:
+        done = prom.query(f'sum(magellan_accounting_jobs_total{{{sel},state="COMPLETED"}})')
+        return bool(done) and done[0].value >= 2
+
+    assert prom.wait_until(counted, timeout=90, interval=3), "the accounting exporter's jobs never reached Prometheus"
+    cpu = prom.query(f"sum(magellan_accounting_cpu_seconds_total{{{sel}}})")[0].value
+    wall = prom.query(f"sum(magellan_accounting_wall_seconds_total{{{sel}}})")[0].value
+    assert cpu >= 50, f"cpu seconds {cpu}"
+    assert wall >= 80, f"wall seconds {wall}"
+    assert prom.query("magellan_accounting_up")[0].value == 1
+
+
+def test_unknown_chos_environment_is_a_clear_job_error(site: Inventory) -> None:
+    res = node_shell(site, "head", "CHOS=nosuch srun -p chos -w compute1 cat /etc/debian_version")
+    assert res.returncode == 2
+    assert "unknown CHOS environment 'nosuch'" in res.stderr
+    assert "available: bookworm, bullseye" in res.stderr
+
+
+def _verify() -> str:
+    proc = ansible_playbook("cluster.yml", "--tags", "verify", check=False)
+    assert proc.returncode != 0, "the munge verify accepted a broken key"
+    return proc.stdout
+
+
+def test_munge_wrong_or_missing_key_names_the_node_and_the_fix(site: Inventory) -> None:
+    key = "/etc/munge/munge.key"
+    try:
+        wrong = f"dd if=/dev/urandom of={key} bs=1024 count=1 2>/dev/null && systemctl restart munge"
+        assert node_shell(site, "compute2", wrong).returncode == 0
+        out = _verify()
+        assert "Host compute2: its munge credential is rejected by head" in out
+        assert "Fix: run playbooks/cluster.yml" in out
+
+        assert node_shell(site, "compute2", f"rm -f {key}").returncode == 0
+        out = _verify()
+        assert f"Host compute2: {key} is missing" in out
+        assert "Fix: run playbooks/cluster.yml" in out
+    finally:
+        ansible_playbook("cluster.yml", "--tags", "munge_configure,munge_run")
+    assert node_shell(site, "head", "srun -p chos -w compute2 true").returncode == 0
