@@ -24,10 +24,15 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--inventory", type=Path, default=REPO / "inventories" / "local")
     c.add_argument("--group", default="workload_nodes", help="inventory group whose nodes are compared")
     c.add_argument("--workload", default="simulate", choices=["simulate"])
-    c.add_argument("--duration", type=int, default=60, help="seconds each job runs (default 60)")
+    c.add_argument("--duration", type=int, default=20, help="seconds each job runs (default 20)")
     c.add_argument("--events", type=int, default=0, help="stop each job after this many events (0: no limit)")
     c.add_argument("--seed", type=int, default=12345)
-    c.add_argument("--repeat", type=int, default=1, help="repetitions per node, interleaved A B A B (default 1)")
+    c.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="repetitions per node, interleaved A B A B; two or more give the ratios' spread (default 3)",
+    )
     c.add_argument(
         "--concurrent",
         action="store_true",

@@ -142,6 +142,7 @@ def measure(prom: PromClient, plan: Plan, run_id: str) -> list[NodeResult]:
                 cpu_seconds=sum(cpu.get(j, 0.0) for j in jobs),
                 events_per_second=n_events / n_wall if n_wall > 0 else 0.0,
                 accel=None,  # bare-metal nodes; virtual nodes report their accelerator
+                runs=[events[j] / wall[j] for j in jobs if wall[j] > 0],
             )
         )
     return results

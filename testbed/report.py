@@ -19,6 +19,8 @@ import matplotlib.pyplot as plt
 from rich.console import Console
 from rich.table import Table
 
+from testbed.stats import SINGLE, paired_ratio
+
 
 @dataclass(frozen=True)
 class NodeResult:
@@ -31,6 +33,7 @@ class NodeResult:
     cpu_seconds: float
     events_per_second: float
     accel: str | None = None
+    runs: list[float] = field(default_factory=list)  # events/s of each repetition, in order
 
     @property
     def cpu_efficiency(self) -> float:
@@ -48,6 +51,8 @@ class Row:
     ratio: float
     expected: float | None
     deviation_pct: float | None
+    spread: float | None = None
+    verdict: str = SINGLE
 
 
 @dataclass(frozen=True)
@@ -70,11 +75,17 @@ class Comparison:
         rows = []
         for r in self.results:
             ratio = r.events_per_second / ref.events_per_second if ref.events_per_second > 0 else 0.0
+            spread, verdict = None, SINGLE
+            if r.runs and ref.runs:  # paired repetitions: median ratio and its spread
+                paired = paired_ratio(r.runs, ref.runs)
+                ratio, spread, verdict = paired.median, paired.spread, paired.verdict()
+            if r.node == ref.node:
+                verdict = "reference"
             expected = None
             if r.configured_cpus and ref.configured_cpus:
                 expected = r.configured_cpus / ref.configured_cpus
             deviation = (ratio / expected - 1.0) * 100.0 if expected else None
-            rows.append(Row(r, ratio, expected, deviation))
+            rows.append(Row(r, ratio, expected, deviation, spread, verdict))
         return rows
 
     def known_answer_ok(self, tolerance_pct: float) -> bool:
@@ -91,6 +102,8 @@ class Comparison:
             "ratios": {
                 row.result.node: {
                     "ratio": row.ratio,
+                    "spread": row.spread,
+                    "difference": row.verdict,
                     "expected": row.expected,
                     "deviation_pct": row.deviation_pct,
                 }
@@ -134,11 +147,13 @@ def table(comparison: Comparison, tolerance_pct: float = 15.0) -> Table:
         "ev/CPU-s",
         "events/s",
         "ratio",
+        "±",
+        "difference",
         "expected",
         "deviation",
         "check",
     ):
-        t.add_column(col, justify="left" if col in ("node", "platform", "accel", "check") else "right")
+        t.add_column(col, justify="left" if col in ("node", "platform", "accel", "difference", "check") else "right")
     for row in comparison.rows():
         r = row.result
         t.add_row(
@@ -152,6 +167,8 @@ def table(comparison: Comparison, tolerance_pct: float = 15.0) -> Table:
             f"{r.events_per_cpu_second:,.0f}",
             f"{r.events_per_second:,.1f}",
             f"{row.ratio:.3f}",
+            _fmt(row.spread, ".3f"),
+            row.verdict,
             _fmt(row.expected, ".3f"),
             _fmt(row.deviation_pct, "+.1f") + ("" if row.deviation_pct is None else " %"),
             _check(row, tolerance_pct),
@@ -171,16 +188,16 @@ def _markdown(c: Comparison, tolerance: float) -> str:
         "Parameters: " + ", ".join(f"{k}={v}" for k, v in sorted(c.parameters.items())) + ".",
         f"Reference node: {c.reference}.",
         "",
-        "| node | platform | accel | CPUs | events | wall s | CPU eff. | events/CPU-s | events/s | ratio | expected "
-        "| deviation | check |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| node | platform | accel | CPUs | events | wall s | CPU eff. | events/CPU-s | events/s | ratio | ± "
+        "| difference | expected | deviation | check |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for row in c.rows():
         r = row.result
         lines.append(
             f"| {r.node} | {r.platform} | {r.accel or '—'} | {_fmt(r.configured_cpus, '.2f')} | {r.events} | "
             f"{r.wall_seconds:.1f} | {r.cpu_efficiency:.2f} | {r.events_per_cpu_second:.0f} | "
-            f"{r.events_per_second:.1f} | {row.ratio:.3f} | "
+            f"{r.events_per_second:.1f} | {row.ratio:.3f} | {_fmt(row.spread, '.3f')} | {row.verdict} | "
             f"{_fmt(row.expected, '.3f')} | {_fmt(row.deviation_pct, '+.1f')} | {_check(row, tolerance)} |"
         )
     lines += [
@@ -189,14 +206,17 @@ def _markdown(c: Comparison, tolerance: float) -> str:
         "",
         "## How these numbers were measured",
         "",
-        "- The same job (same seed) ran on every node at the same time, started together by "
-        "`playbooks/run_workload.yml`.",
+        f"- The same job (same seed) ran {c.parameters.get('repeat', 1)} time(s) on every node, "
+        f"{c.parameters.get('mode', 'interleaved')} (A B A B …), submitted through Slurm by "
+        "`playbooks/run_workload.yml` and pinned to its node.",
         "- Every figure was read back from Prometheus: `magellan_job_events_processed_total`, "
         "`magellan_job_wall_seconds` and `magellan_job_cpu_seconds_total` as the job exporter on each node last "
         "reported them (the job's progress file and its /proc accounting), and `magellan_node_profile_cpus` for the "
         "configured CPU quota.",
         "- events/s = events / wall seconds; CPU eff. = CPU seconds / wall seconds; ratio = events/s over the "
-        "reference's; expected = configured CPUs over the reference's; deviation = ratio / expected − 1. "
+        "reference's — with repetitions, the median of the ratios of repetitions run next to each other, ± half "
+        "their range; difference says whether the ratio differs from 1 by more than that spread (real) or not "
+        "(within noise); expected = configured CPUs over the reference's; deviation = ratio / expected − 1. "
         f"Check is ok within ±{tolerance:g} %.",
         "- accel: the accelerator a virtual node ran on (kvm, tcg); a dash for bare-metal nodes, which have none.",
         "",
@@ -209,7 +229,18 @@ def _plot(c: Comparison, path: Path) -> None:
     ref = c.reference_result().events_per_second
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     names = [f"{r.result.node}\n{r.result.platform}" for r in rows]
-    ax.bar(names, [r.result.events_per_second for r in rows], color="#3b75af", label="measured")
+    heights = [r.result.events_per_second for r in rows]
+    whiskers = [
+        (h - min(r.result.runs or [h]), max(r.result.runs or [h]) - h) for h, r in zip(heights, rows, strict=True)
+    ]
+    ax.bar(
+        names,
+        heights,
+        color="#3b75af",
+        label="measured (range of repetitions)",
+        yerr=list(zip(*whiskers, strict=True)),
+        capsize=6,
+    )
     marked = [(i, r.expected * ref) for i, r in enumerate(rows) if r.expected is not None]
     for n, (i, value) in enumerate(marked):
         label = "expected from CPU profile" if n == 0 else "_nolegend_"

@@ -63,7 +63,7 @@ def prom(site: Inventory) -> PromClient:
 @pytest.fixture(scope="session")
 def comparison(site: Inventory, prom: PromClient, tmp_path_factory: pytest.TempPathFactory) -> Comparison:
     """The site's comparison (jobs submitted through Slurm), run once for the session."""
-    plan = compare.Plan(nodes=site.nodes("workload_nodes"), duration=40, seed=7)
+    plan = compare.Plan(nodes=site.nodes("workload_nodes"), duration=20, repeat=2, seed=7)
     return compare.run(site, plan, prom, tmp_path_factory.mktemp("logs"))
 
 

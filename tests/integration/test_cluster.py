@@ -14,32 +14,27 @@ pytestmark = pytest.mark.integration
 
 def test_comparison_jobs_are_in_slurm_accounting(site: Inventory, comparison: Comparison) -> None:
     run_id = comparison.parameters["run_id"]
-    out = node_shell(
-        site,
-        "head",
-        f"sacct --allusers --noheader --parsable2 --name={run_id}-r0-compute1,"
-        f"{run_id}-r0-compute2 --allocations --format=JobName,Partition,NodeList,State,TotalCPU",
-    )
+    names = [f"{run_id}-r{rep}-{node}" for rep in (0, 1) for node in ("compute1", "compute2")]
+    query = f"--name={','.join(names)} --allocations --format=JobName,Partition,NodeList,State"
+    out = node_shell(site, "head", f"sacct --allusers --noheader --parsable2 {query}")
     rows = sorted(line.split("|") for line in out.stdout.splitlines())
-    assert [r[:4] for r in rows] == [
-        [f"{run_id}-r0-compute1", "chos", "compute1", "COMPLETED"],
-        [f"{run_id}-r0-compute2", "chos", "compute2", "COMPLETED"],
-    ], out.stdout + out.stderr
+    expected = sorted([name, "chos", name.rsplit("-", 1)[1], "COMPLETED"] for name in names)
+    assert rows == expected, out.stdout + out.stderr
 
 
 def test_accounting_metrics_in_prometheus(comparison: Comparison, prom: PromClient) -> None:
-    # The two 40 s jobs ran as root in partition chos: ~40 + ~20 CPU-seconds, two COMPLETED jobs.
+    # Four 20 s jobs (two per node) ran as root in partition chos: ~2 × (20 + 10) CPU-seconds.
     sel = 'user="root",partition="chos"'
 
     def counted() -> bool:
         done = prom.query(f'sum(magellan_accounting_jobs_total{{{sel},state="COMPLETED"}})')
-        return bool(done) and done[0].value >= 2
+        return bool(done) and done[0].value >= 4
 
     assert prom.wait_until(counted, timeout=90, interval=3), "the accounting exporter's jobs never reached Prometheus"
     cpu = prom.query(f"sum(magellan_accounting_cpu_seconds_total{{{sel}}})")[0].value
     wall = prom.query(f"sum(magellan_accounting_wall_seconds_total{{{sel}}})")[0].value
     assert cpu >= 50, f"cpu seconds {cpu}"
-    assert wall >= 80, f"wall seconds {wall}"
+    assert wall >= 70, f"wall seconds {wall}"
     assert prom.query("magellan_accounting_up")[0].value == 1
 
 

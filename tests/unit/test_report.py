@@ -9,13 +9,28 @@ from rich.console import Console
 
 from testbed.report import Comparison, NodeResult, load_comparison, table, write_report
 
+T0 = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
+
 
 def comparison() -> Comparison:
     full = NodeResult("compute1", "bare-metal", "j1", 1.0, 45000, 30.0, 29.9, 1500.0)
     half = NodeResult("compute2", "bare-metal-halfcpu", "j2", 0.5, 21000, 30.0, 14.8, 700.0)
-    unknown = NodeResult("vm1", "kvm", "j3", None, 30000, 30.0, 29.0, 1000.0, accel="tcg")
-    t0 = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
-    return Comparison("simulate", {"duration_s": 30, "run_id": "cmp-1"}, "compute1", t0, t0, [full, half, unknown])
+    return Comparison("simulate", {"duration_s": 30, "run_id": "cmp-1"}, "compute1", T0, T0, [full, half, unknown()])
+
+
+def unknown() -> NodeResult:
+    return NodeResult("vm1", "kvm", "j3", None, 30000, 30.0, 29.0, 1000.0, accel="tcg")
+
+
+T0 = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
+
+
+def repeated() -> Comparison:
+    """Three interleaved repetitions: compute2 at half rate with little spread, vm1 within noise of compute1."""
+    full = NodeResult("compute1", "bare-metal", "a,b,c", 1.0, 45000, 30.0, 29.9, 1500.0, runs=[1500, 1490, 1510])
+    half = NodeResult("compute2", "bare-metal-halfcpu", "d,e,f", 0.5, 22500, 30.0, 15, 750.0, runs=[750, 745, 757])
+    vm = NodeResult("vm1", "kvm", "g,h,i", None, 45000, 30.0, 29.9, 1500.0, accel="tcg", runs=[1530, 1440, 1505])
+    return Comparison("simulate", {"repeat": 3, "run_id": "cmp-2"}, "compute1", T0, T0, [full, half, vm])
 
 
 def test_ratios_and_deviation() -> None:
@@ -56,3 +71,20 @@ def test_report_files(tmp_path: Path) -> None:
     assert (out / "events_per_second.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = load_comparison(out / "comparison.json")
     assert again == c
+
+
+def test_repetitions_give_median_ratio_spread_and_verdict(tmp_path: Path) -> None:
+    rows = {r.result.node: r for r in repeated().rows()}
+    assert rows["compute1"].verdict == "reference"
+    assert rows["compute2"].ratio == 0.5 and rows["compute2"].verdict == "real"
+    assert rows["compute2"].spread is not None and rows["compute2"].spread < 0.01
+    assert rows["vm1"].verdict == "within noise"  # ±3 % spread hides a 0 % median difference
+    out = write_report(repeated(), tmp_path)
+    md = (out / "report.md").read_text()
+    assert "| within noise |" in md and "| real |" in md
+    assert load_comparison(out / "comparison.json") == repeated()
+
+
+def test_single_runs_make_no_claim() -> None:
+    rows = comparison().rows()
+    assert {r.verdict for r in rows} == {"reference", "one run: no spread"}
