@@ -13,6 +13,7 @@ from testbed import compare
 from testbed.inventory import InventoryError, load_inventory
 from testbed.prom import PromClient, PromError
 from testbed.report import print_comparison, write_report
+from testbed.results import PublishError, publish
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
         help="known-answer check: max %% deviation of a ratio from the configured CPU ratio (default 15)",
     )
     c.add_argument("--strict", action="store_true", help="exit 1 when a known-answer check fails")
+    c.add_argument(
+        "--publish",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write the results as metrics into node_exporter's textfile directory on the Prometheus host, where "
+        "the alert rules watch them (default: on)",
+    )
     return p
 
 
@@ -97,6 +105,13 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     print_comparison(console, result, tolerance=args.tolerance)
     out = write_report(result, args.reports_dir, tolerance=args.tolerance)
     console.print(f"Report written to [bold]{out}[/]")
+    if args.publish:
+        try:
+            where = publish(result, inventory, args.tolerance)
+        except PublishError as exc:
+            console.print(f"[red]error:[/] {exc} (--no-publish skips this)")
+            return 1
+        console.print(f"Results published as metrics to {where}")
     if args.strict and not result.known_answer_ok(args.tolerance):
         console.print(f"[red]known-answer check failed:[/] a ratio deviates more than {args.tolerance} %")
         return 1

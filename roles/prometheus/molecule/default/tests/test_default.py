@@ -43,6 +43,16 @@ def test_config_files(host):
     assert 'magellan_node_profile_cpus{node="molecule-monitoring",platform="molecule"} 0.5' in prof.content_string
 
 
+def test_alert_rules_loaded(host):
+    rules = host.file("/etc/prometheus/magellan.rules.yml")
+    assert rules.group == "prometheus" and rules.mode == 0o640
+    assert host.run("promtool check rules /etc/prometheus/magellan.rules.yml").rc == 0
+    script = f"import urllib.request;print(urllib.request.urlopen('{PROM}/api/v1/rules',timeout=5).read().decode())"
+    groups = json.loads(host.check_output("python3 -c %s", script))["data"]["groups"]
+    names = {r["name"] for g in groups for r in g["rules"]}
+    assert {"MagellanPlatformRegression", "MagellanPlatformAboveProfile"} <= names
+
+
 def test_services(host):
     for name in ("prometheus", "prometheus-node-exporter", "magellan-job-exporter"):
         svc = host.service(name)

@@ -1,0 +1,82 @@
+"""A comparison's results as Prometheus metrics, next to their reference values and thresholds.
+
+`testbed compare` writes them into the node_exporter textfile directory of the Prometheus host, so that the
+latest result of each workload stays in Prometheus and the rule MagellanPlatformRegression
+(roles/prometheus/files/magellan.rules.yml) fires when a platform falls below its expected ratio by more than
+the tolerance and by more than the run's own spread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from testbed.inventory import Inventory, ansible_command
+from testbed.report import Comparison
+
+REPO = Path(__file__).resolve().parent.parent
+LABELS = ["workload", "node", "platform", "accel", "reference"]
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
+
+
+class PublishError(RuntimeError):
+    """The results could not be written on the Prometheus host."""
+
+
+def exposition(c: Comparison, tolerance_pct: float) -> str:
+    """The comparison as Prometheus text exposition: one series per node and figure."""
+
+    def family(name: str, doc: str) -> GaugeMetricFamily:
+        return GaugeMetricFamily(f"magellan_comparison_{name}", doc, labels=LABELS)
+
+    ratio = family("ratio", "Events/s relative to the reference node (median of the paired repetitions).")
+    spread = family("ratio_spread", "Half the range of the paired ratios (absent with one repetition).")
+    expected = family("ratio_expected", "Reference value: the ratio the nodes' configured CPU profiles predict.")
+    tolerance = family("tolerance_ratio", "Threshold: allowed relative shortfall of ratio below ratio_expected.")
+    eps = family("events_per_second", "Events per wall second over all repetitions.")
+    repeats = family("repetitions", "Repetitions per node.")
+    for row in c.rows():
+        r = row.result
+        labels = [c.workload, r.node, r.platform, r.accel or "none", c.reference]
+        ratio.add_metric(labels, row.ratio)
+        eps.add_metric(labels, r.events_per_second)
+        repeats.add_metric(labels, max(len(r.runs), 1))
+        tolerance.add_metric(labels, tolerance_pct / 100.0)
+        if row.spread is not None:
+            spread.add_metric(labels, row.spread)
+        if row.expected is not None:
+            expected.add_metric(labels, row.expected)
+    finished = GaugeMetricFamily(
+        "magellan_comparison_finished_timestamp_seconds", "Unix time the comparison ended.", labels=["workload"]
+    )
+    finished.add_metric([c.workload], c.finished.timestamp())
+
+    class _Collector(Collector):
+        def collect(self) -> list[GaugeMetricFamily]:
+            return [ratio, spread, expected, tolerance, eps, repeats, finished]
+
+    registry = CollectorRegistry()
+    registry.register(_Collector())
+    return generate_latest(registry).decode()
+
+
+def publish(c: Comparison, inventory: Inventory, tolerance_pct: float, textfile_dir: str = TEXTFILE_DIR) -> str:
+    """Write the metrics as <textfile_dir>/magellan_comparison_<workload>.prom on the Prometheus host."""
+    hosts = inventory.groups.get("prometheus", [])
+    if len(hosts) != 1:
+        raise PublishError(f"the inventory's group 'prometheus' has {len(hosts)} hosts; publishing needs exactly one")
+    dest = f"{textfile_dir}/magellan_comparison_{c.workload}.prom"
+    args = {"content": exposition(c, tolerance_pct), "dest": dest, "mode": "0644"}
+    cmd = [ansible_command("ansible"), "-i", str(inventory.path), hosts[0], "-m", "ansible.builtin.copy"]
+    cmd += ["-a", json.dumps(args)]
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise PublishError(f"could not write {dest} on {hosts[0]}: {(proc.stdout + proc.stderr)[-1500:]}")
+    return f"{hosts[0]}:{dest}"

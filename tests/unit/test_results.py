@@ -1,0 +1,60 @@
+"""Comparison results as metrics, and the alert rules that watch them (promtool)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from testbed.inventory import Inventory
+from testbed.results import PublishError, exposition, publish
+from tests.unit.test_report import comparison, repeated
+
+REPO = Path(__file__).resolve().parents[2]
+RULES = REPO / "roles" / "prometheus" / "files" / "magellan.rules.yml"
+
+
+def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    tool = shutil.which("promtool")
+    if tool is None:
+        pytest.fail("promtool is missing: make bootstrap installs Debian's prometheus package")
+    return subprocess.run([tool, *args], input=stdin, capture_output=True, text=True, check=False)
+
+
+def test_alert_rules_pass_their_promtool_tests() -> None:
+    proc = promtool("test", "rules", str(REPO / "tests" / "fixtures" / "rules" / "magellan_test.yml"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_exposition_is_valid_and_labelled() -> None:
+    text = exposition(repeated(), tolerance_pct=15.0)
+    proc = promtool("check", "metrics", stdin=text)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    labels = 'accel="none",node="compute2",platform="bare-metal-halfcpu",reference="compute1",workload="simulate"'
+    assert f"magellan_comparison_ratio{{{labels}}} 0.5" in text
+    assert f"magellan_comparison_ratio_expected{{{labels}}} 0.5" in text
+    assert f"magellan_comparison_tolerance_ratio{{{labels}}} 0.15" in text
+    assert 'magellan_comparison_ratio_spread{accel="tcg",node="vm1"' in text
+
+
+def test_single_runs_publish_no_spread_so_no_alert_can_fire() -> None:
+    text = exposition(comparison(), tolerance_pct=15.0)
+    assert "magellan_comparison_ratio{" in text
+    assert "magellan_comparison_ratio_spread{" not in text
+
+
+def test_every_metric_the_rules_use_is_published() -> None:
+    rules = yaml.safe_load(RULES.read_text())
+    used = {m for g in rules["groups"] for r in g["rules"] for m in re.findall(r"magellan_\w+", r["expr"])}
+    text = exposition(repeated(), tolerance_pct=15.0)
+    assert used and all(f"\n{name}{{" in text for name in used), used
+
+
+def test_publish_needs_one_prometheus_host(tmp_path: Path) -> None:
+    inventory = Inventory(path=tmp_path, groups={"prometheus": []}, hostvars={})
+    with pytest.raises(PublishError, match="has 0 hosts"):
+        publish(repeated(), inventory, 15.0)
