@@ -140,6 +140,81 @@ def build() -> dashboard.Dashboard:
             [target(per_node_rate("magellan_job_written_bytes_total"), "{{node}}")],
         )
     )
+    d = d.with_row(dashboard.Row("Latest comparison (published by testbed compare)"))
+    d = d.with_panel(
+        timeseries_panel(
+            "Measured vs expected ratio",
+            "Each node's events/s relative to the reference node in the latest `testbed compare` of the workload "
+            "(median of the paired repetitions), next to the ratio its CPU profile predicts. The alert "
+            "MagellanPlatformRegression fires when measured falls below expected by more than the tolerance and "
+            "the run's spread.",
+            "short",
+            [
+                target(f"magellan_comparison_ratio{{{SELECTOR}}}", "{{node}} measured ({{workload}})", "A"),
+                target(f"magellan_comparison_ratio_expected{{{SELECTOR}}}", "{{node}} expected ({{workload}})", "B"),
+            ],
+        )
+    )
+    d = d.with_panel(
+        timeseries_panel(
+            "Spread of the ratio",
+            "Half the range of the ratios of the repetitions run side by side. A difference smaller than this is "
+            "noise, not a platform difference.",
+            "short",
+            [target(f"magellan_comparison_ratio_spread{{{SELECTOR}}}", "{{node}} ({{workload}})")],
+        )
+    )
+    d = d.with_row(dashboard.Row("Batch accounting (Slurm)"))
+    d = d.with_panel(
+        timeseries_panel(
+            "CPU time of finished jobs per partition and user",
+            "CPU seconds per second of the jobs that finished, from Slurm's accounting (sacct) through the "
+            "accounting exporter: which partition and user the cluster worked for.",
+            "short",
+            [
+                target(
+                    f"sum by (partition, user) (rate(magellan_accounting_cpu_seconds_total[{RATE}]))",
+                    "{{partition}} {{user}}",
+                )
+            ],
+        )
+    )
+    d = d.with_panel(
+        timeseries_panel(
+            "Finished jobs by partition and state",
+            "Jobs Slurm recorded as finished, by final state (COMPLETED, FAILED, CANCELLED, TIMEOUT, ...).",
+            "short",
+            [target("sum by (partition, state) (magellan_accounting_jobs_total)", "{{partition}} {{state}}")],
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        stat_panel(
+            "Jobs running or pending",
+            "Jobs Slurm has not finished yet, over all partitions.",
+            "short",
+            [target("sum(magellan_accounting_active_jobs) or vector(0)", "active")],
+            width=4,
+        )
+    )
+    d = d.with_panel(
+        stat_panel(
+            "Accounting exporter up",
+            "1 when the accounting exporter's last sacct run succeeded. 0: Slurm's accounting is not being read.",
+            "short",
+            [target("min(magellan_accounting_up)", "up")],
+            width=4,
+        )
+    )
+    d = d.with_panel(
+        stat_panel(
+            "Largest job memory peak",
+            "The largest MaxRSS of a finished job, over users and partitions.",
+            "bytes",
+            [target("max(magellan_accounting_memory_peak_bytes)", "peak")],
+            width=8,
+        )
+    )
     d = d.with_row(dashboard.Row("Jobs and health"))
     d = d.with_panel(
         timeseries_panel(
