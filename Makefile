@@ -40,11 +40,18 @@ $(VENV)/.stamp: requirements.txt pyproject.toml
 
 # Wheel of this repository's Python code: the exporters and workloads roles install it on the nodes.
 dist/.stamp: $(VENV)/.stamp pyproject.toml $(shell find exporters workloads chos -name '*.py' 2>/dev/null)
-	@rm -rf dist && mkdir -p dist
+	@mkdir -p dist && rm -f dist/magellan_testbed-*.whl
 	@$(BIN)/pip wheel -q --no-deps --no-build-isolation -w dist . >/dev/null
 	@touch $@
 
-bootstrap: $(STATE)/apt.stamp $(VENV)/.stamp dist/.stamp
+# Binary wheels of the nodes' ROOT workload dependencies (CPython 3.11, glibc >= 2.28: Debian 12), fetched once.
+dist/wheels/.stamp: $(VENV)/.stamp files/node-requirements.txt
+	@rm -rf dist/wheels && mkdir -p dist/wheels
+	@$(BIN)/pip download -q --no-deps --only-binary=:all: --python-version 3.11 --platform manylinux_2_28_x86_64 \
+	  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d dist/wheels -r files/node-requirements.txt
+	@touch $@
+
+bootstrap: $(STATE)/apt.stamp $(VENV)/.stamp dist/.stamp dist/wheels/.stamp
 
 testbed: bootstrap
 	@: > $(TIMINGS_FILE)
@@ -107,6 +114,7 @@ distclean: clean
 lock:
 	rm -rf $(STATE)/lockvenv && $(PYTHON) -m venv $(STATE)/lockvenv
 	$(STATE)/lockvenv/bin/pip install -q ansible molecule 'molecule-plugins[podman]' pytest-testinfra ansible-lint \
-	  yamllint prometheus-client grafana-foundation-sdk grafana-client rich matplotlib ruff mypy pytest types-PyYAML \
+	  yamllint prometheus-client grafana-foundation-sdk grafana-client rich matplotlib uproot awkward hist ruff mypy pytest \
+	  types-PyYAML \
 	  setuptools wheel
 	$(STATE)/lockvenv/bin/pip freeze --all | grep -v '^pip==' > requirements.txt

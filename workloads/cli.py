@@ -7,9 +7,11 @@ import json
 import math
 import os
 import signal
+import subprocess
 import sys
 import time
 import traceback
+from pathlib import Path
 from types import FrameType
 
 from workloads.progress import ProgressWriter, valid_job_id
@@ -33,54 +35,84 @@ class StopFlag:
             signal.signal(signum, self)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="magellan-workload", description=__doc__)
-    sub = p.add_subparsers(dest="workload", metavar="WORKLOAD")
-    sub.required = True
-    s = sub.add_parser("simulate", help="CPU-bound event generation with a simplified detector response")
+def _common(s: argparse.ArgumentParser) -> None:
     s.add_argument("--job-id", required=True, help="unique id, [A-Za-z0-9_.-]{1,128}; names the progress file")
     s.add_argument(
         "--jobs-dir",
         default=os.environ.get("MAGELLAN_JOBS_DIR", DEFAULT_JOBS_DIR),
         help="where the progress file goes (default: $MAGELLAN_JOBS_DIR or %(default)s)",
     )
+    s.add_argument("--progress-interval", type=float, default=1.0, help="seconds between progress writes")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="magellan-workload", description=__doc__)
+    sub = p.add_subparsers(dest="workload", metavar="WORKLOAD")
+    sub.required = True
+    s = sub.add_parser("simulate", help="CPU-bound event generation with a simplified detector response")
+    _common(s)
     s.add_argument("--events", type=int, default=0, help="stop after this many events (0: no limit)")
     s.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: no limit)")
     s.add_argument("--seed", type=int, default=12345, help="random seed; the same seed gives the same events")
-    s.add_argument("--progress-interval", type=float, default=1.0, help="seconds between progress writes")
+    s.add_argument("--output", help="also write the events to this ROOT file (needs uproot, awkward, numpy)")
+    a = sub.add_parser("analyze", help="I/O-bound: read ROOT event files, select events, fill histograms")
+    _common(a)
+    a.add_argument("--input", nargs="+", required=True, metavar="FILE", help="ROOT files written by simulate")
+    a.add_argument("--output", help="write the histograms to this ROOT file")
+    a.add_argument("--duration", type=float, default=0.0, help="read the inputs again until this many seconds")
+    st = sub.add_parser("storm", help="N concurrent analyze readers on shared storage")
+    _common(st)
+    st.add_argument("--readers", type=int, required=True, help="concurrent analyze jobs (1 to hundreds)")
+    st.add_argument("--input", nargs="+", required=True, metavar="FILE", help="ROOT files the readers share")
+    st.add_argument("--duration", type=float, default=0.0, help="each reader re-reads until this many seconds")
     return p
 
 
 def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Reject what argparse cannot: exit 2 with a message saying what to change."""
-    if args.events < 0 or not 0 <= args.duration < math.inf:
+    events = getattr(args, "events", 0)
+    if events < 0 or not 0 <= args.duration < math.inf:
         parser.error("--events and --duration must not be negative (and --duration finite)")
     if not 0 < args.progress_interval < math.inf:
         parser.error("--progress-interval must be a positive number of seconds")
-    if not args.events and not args.duration:
+    if args.workload == "simulate" and not events and not args.duration:
         parser.error("give --events N or --duration SECONDS (or both): the job needs a stopping condition")
+    if args.workload == "storm" and not 1 <= args.readers <= 1000:
+        parser.error(f"--readers {args.readers}: use 1 to 1000 concurrent readers")
     if not valid_job_id(args.job_id):
         parser.error(f"--job-id {args.job_id!r}: use 1-128 characters of A-Z a-z 0-9 _ . -")
     if not os.path.isdir(args.jobs_dir) or not os.access(args.jobs_dir, os.W_OK):
         parser.error(f"--jobs-dir {args.jobs_dir}: not a writable directory (create it, or set MAGELLAN_JOBS_DIR)")
+    for path in getattr(args, "input", None) or []:
+        if not os.path.isfile(path):
+            parser.error(f"--input {path}: no such file")
 
 
 def simulate(args: argparse.Namespace, stop: StopFlag) -> int:
     """Run events until --events or --duration is reached (or a signal arrives); write progress throughout."""
     writer = ProgressWriter(args.jobs_dir, args.job_id, "simulate", args.events)
-    sim = Simulator(args.seed)
+    sim = Simulator(args.seed, record=bool(args.output))
+    out = None
+    if args.output:
+        from workloads.rootio import EventWriter  # noqa: PLC0415 - uproot only when writing ROOT
+
+        out = EventWriter(Path(args.output))
     writer.update(0)
     start = time.monotonic()
     next_write = start + args.progress_interval
     try:
         while not stop.signum:
-            sim.event()
+            event = sim.event()
+            if out is not None:
+                out.add(event, sim.detail)
             now = time.monotonic()
             if (args.events and sim.events >= args.events) or (args.duration and now - start >= args.duration):
                 break
             if now >= next_write:
                 writer.update(sim.events)
                 next_write = now + args.progress_interval
+        if out is not None:
+            out.close()
     except Exception as exc:  # the job fails, and says why, in its progress file
         writer.update(sim.events, "failed", f"{type(exc).__name__}: {exc}")
         traceback.print_exc()
@@ -100,8 +132,98 @@ def simulate(args: argparse.Namespace, stop: StopFlag) -> int:
         "events_per_second": round(sim.events / wall, 3) if wall > 0 else 0.0,
         "checksum": sim.checksum,
     }
+    if args.output:
+        summary["output"] = args.output
+        summary["bytes_written"] = rec["bytes_written"]
     print(json.dumps(summary, sort_keys=True), flush=True)
     return 0
+
+
+def analyze(args: argparse.Namespace, stop: StopFlag) -> int:
+    """Read the inputs (again until --duration), select events, fill histograms; a bad file fails the job."""
+    writer = ProgressWriter(args.jobs_dir, args.job_id, "analyze", 0)  # first: the job's time includes the imports
+    from workloads.rootio import Analysis, RootFileError  # noqa: PLC0415 - uproot only for ROOT workloads
+
+    analysis = Analysis()
+    input_bytes = 0
+    writer.update(0)
+    start = time.monotonic()
+    next_write = start + args.progress_interval
+    try:
+        while not stop.signum:
+            for path in args.input:
+                for chunk in analysis.chunks(Path(path)):
+                    analysis.fill(chunk)
+                    if time.monotonic() >= next_write:
+                        writer.update(analysis.events)
+                        next_write = time.monotonic() + args.progress_interval
+                    if stop.signum:
+                        break
+                input_bytes += os.path.getsize(path)
+            if not args.duration or time.monotonic() - start >= args.duration:
+                break
+        if args.output and not stop.signum:
+            analysis.write(Path(args.output))
+    except RootFileError as exc:
+        writer.update(analysis.events, "failed", str(exc))
+        print(f"analyze: {exc}", file=sys.stderr)
+        return 1
+    if stop.signum:
+        writer.update(analysis.events, "failed", SIGNAL_MESSAGES[signal.Signals(stop.signum)])
+        return 128 + stop.signum
+    writer.update(analysis.events, "finished")
+    rec = writer.record
+    wall = rec["finished_at"] - rec["started_at"]
+    summary = {
+        "job_id": args.job_id,
+        "workload": "analyze",
+        "events": analysis.events,
+        "selected": analysis.selected,
+        "input_bytes": input_bytes,
+        "bytes_read": rec["bytes_read"],
+        "wall_seconds": round(wall, 3),
+        "cpu_seconds": rec["cpu_seconds"],
+        "events_per_second": round(analysis.events / wall, 3) if wall > 0 else 0.0,
+        "mb_per_second": round(input_bytes / wall / 1e6, 3) if wall > 0 else 0.0,
+    }
+    print(json.dumps(summary, sort_keys=True), flush=True)
+    return 0
+
+
+def storm(args: argparse.Namespace, stop: StopFlag) -> int:
+    """Start --readers analyze jobs at once on the same inputs; report their aggregate MB/s and efficiency."""
+    argv = [sys.executable, "-m", "workloads.cli", "analyze", "--jobs-dir", args.jobs_dir, "--input", *args.input]
+    if args.duration:
+        argv += ["--duration", str(args.duration)]
+    start = time.monotonic()
+    procs = [
+        subprocess.Popen([*argv, "--job-id", f"{args.job_id}-{i}"], stdout=subprocess.PIPE, text=True)
+        for i in range(args.readers)
+    ]
+    results, failed = [], 0
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            failed += 1
+            continue
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    wall = time.monotonic() - start
+    total_bytes = sum(r["input_bytes"] for r in results)
+    summary = {
+        "job_id": args.job_id,
+        "workload": "storm",
+        "readers": args.readers,
+        "failed": failed,
+        "wall_seconds": round(wall, 3),
+        "aggregate_mb_per_second": round(total_bytes / wall / 1e6, 3) if wall > 0 else 0.0,
+        "events": sum(r["events"] for r in results),
+        "cpu_efficiency_per_job": round(
+            sum(r["cpu_seconds"] / r["wall_seconds"] for r in results if r["wall_seconds"] > 0) / max(len(results), 1),
+            3,
+        ),
+    }
+    print(json.dumps(summary, sort_keys=True), flush=True)
+    return 1 if failed or stop.signum else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     _check(parser, args)
-    return simulate(args, stop)
+    return {"simulate": simulate, "analyze": analyze, "storm": storm}[args.workload](args, stop)
 
 
 if __name__ == "__main__":

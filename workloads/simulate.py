@@ -25,6 +25,7 @@ CELL_ETA = 2 * ETA_MAX / N_ETA
 CELL_PHI = 2 * math.pi / N_PHI
 # (name, cumulative probability, charged)
 SPECIES = (("pi", 0.60, True), ("gamma", 0.85, False), ("e", 0.93, True), ("mu", 1.0, True))
+SPECIES_INDEX = {name: i for i, (name, _, _) in enumerate(SPECIES)}
 
 B_FIELD = 2.0  # tesla
 # Barrel layers: (radius in m, r-phi hit resolution in m): three pixel layers, four strip layers.
@@ -48,6 +49,15 @@ Particle = tuple[float, float, float]  # pT (GeV), eta, phi
 Tower = tuple[float, float, float]  # eta, phi, ET (GeV)
 
 
+@dataclass
+class Detail:
+    """What `Simulator(record=True)` keeps of an event for writing it out: particles, tracker hits, calo towers."""
+
+    particles: list[tuple[float, float, float, int, int]]  # pT, eta, phi, species index, charge (0: neutral)
+    hits: list[tuple[int, float, float]]  # layer, r (m), measured phi
+    towers: list[Tower]  # eta, phi, ET
+
+
 @dataclass(frozen=True)
 class Event:
     number: int
@@ -63,12 +73,18 @@ class Event:
 class Simulator:
     """Generates and 'reconstructs' events; `checksum` is a running CRC-32 of every event's summary."""
 
-    def __init__(self, seed: int = 12345, mean_particles: float = 50.0, noise_cells: int = 40) -> None:
+    def __init__(
+        self, seed: int = 12345, mean_particles: float = 50.0, noise_cells: int = 40, record: bool = False
+    ) -> None:
         self.rng = random.Random(seed)
         self.mean_particles = mean_particles
         self.noise_cells = noise_cells
         self.events = 0
         self.checksum = 0
+        # Recording keeps each event's particles, hits and towers in `detail`; it draws no random numbers, so the
+        # events (and the checksum) are the same with and without it.
+        self.record = record
+        self.detail = Detail([], [], [])
 
     def _poisson(self, mean: float) -> int:
         limit, k, p = math.exp(-mean), 0, 1.0
@@ -111,13 +127,15 @@ class Simulator:
         rng = self.rng
         radius = pt / (0.3 * B_FIELD)  # of curvature, m
         hits: list[tuple[float, float]] = []  # (r, measured phi)
-        for r, sigma in LAYERS:
+        for layer, (r, sigma) in enumerate(LAYERS):
             if r >= 2 * radius:
                 break  # the particle curls up before this layer
             if rng.random() > HIT_EFFICIENCY:
                 continue
             phi = phi0 + charge * math.asin(r / (2 * radius))
             hits.append((r, phi + rng.gauss(0.0, sigma) / r))
+            if self.record:
+                self.detail.hits.append((layer, r, hits[-1][1]))
         n = len(hits)
         if n < MIN_HITS:
             return None
@@ -154,13 +172,19 @@ class Simulator:
         ]
         particles = self._hard_scatter() + soft
         tracks, track_pt = 0, 0.0
+        if self.record:
+            self.detail = Detail([], [], [])
         for pt, eta, phi in particles:
             name, charged = self._species()
+            charge = 0
             if charged:
-                measured = self.track(pt, phi, 1 if rng.random() < 0.5 else -1)
+                charge = 1 if rng.random() < 0.5 else -1
+                measured = self.track(pt, phi, charge)
                 if measured is not None:
                     tracks += 1
                     track_pt += measured
+            if self.record:
+                self.detail.particles.append((pt, eta, phi, SPECIES_INDEX[name], charge))
             if name == "mu":
                 self._deposit(cells, eta, phi, 2.0, 0)  # minimum ionising
                 continue
@@ -173,6 +197,8 @@ class Simulator:
             cell = (rng.randrange(N_ETA), rng.randrange(N_PHI))
             cells[cell] = cells.get(cell, 0.0) + abs(rng.gauss(0.0, 0.1))
         towers = self._towers(cells)
+        if self.record:
+            self.detail.towers = towers
         jets = self._jets(towers)
         mex = -sum(et * math.cos(p) for _, p, et in towers)
         mey = -sum(et * math.sin(p) for _, p, et in towers)

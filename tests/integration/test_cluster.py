@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from testbed.inventory import Inventory
@@ -67,3 +69,19 @@ def test_munge_wrong_or_missing_key_names_the_node_and_the_fix(site: Inventory) 
     finally:
         ansible_playbook("cluster.yml", "--tags", "munge_configure,munge_run")
     assert node_shell(site, "head", "srun -p chos -w compute2 true").returncode == 0
+
+
+def test_root_workloads_run_through_slurm_inside_chos(site: Inventory) -> None:
+    run = "srun -p chos -w compute1 /opt/magellan/venv/bin/magellan-workload"
+    res = node_shell(
+        site,
+        "head",
+        f"cd /tmp && {run} simulate --job-id it-root-sim --events 300 --output /tmp/it-root.root && "
+        f"{run} analyze --job-id it-root-ana --input /tmp/it-root.root && {run} storm --job-id it-root-storm "
+        "--readers 2 --input /tmp/it-root.root",
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    sim, ana, storm = (json.loads(line) for line in res.stdout.splitlines() if line.startswith("{"))
+    assert sim["events"] == 300 and sim["output"] == "/tmp/it-root.root"
+    assert ana["events"] == 300 and ana["input_bytes"] > 0
+    assert storm["readers"] == 2 and storm["failed"] == 0 and storm["events"] == 600
