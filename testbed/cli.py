@@ -24,7 +24,12 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="run a workload on several nodes side by side and compare them")
     c.add_argument("--inventory", type=Path, default=REPO / "inventories" / "local")
     c.add_argument("--group", default="workload_nodes", help="inventory group whose nodes are compared")
-    c.add_argument("--workload", default="simulate", choices=["simulate"])
+    c.add_argument(
+        "--workload",
+        default="simulate",
+        choices=["simulate", "analyze"],
+        help="simulate (CPU-bound) or analyze (reads a ROOT file of simulated events, made once per node)",
+    )
     c.add_argument("--duration", type=int, default=20, help="seconds each job runs (default 20)")
     c.add_argument("--events", type=int, default=0, help="stop each job after this many events (0: no limit)")
     c.add_argument("--seed", type=int, default=12345)
@@ -60,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _compare(args: argparse.Namespace, console: Console) -> int:
+    if args.workload == "analyze" and (args.events or args.duration <= 0):
+        console.print(
+            "[red]error:[/] analyze runs for --duration SECONDS (it re-reads its input); --events is for simulate"
+        )
+        return 2
     if args.duration <= 0 and args.events <= 0:
         console.print("[red]error:[/] --duration or --events must be positive")
         return 2

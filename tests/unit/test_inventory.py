@@ -36,3 +36,10 @@ def test_broken_inventory(tmp_path: Path) -> None:
     (tmp_path / "hosts.yml").write_text("all: [this is: not an inventory\n")
     with pytest.raises(InventoryError, match="ansible-inventory failed"):
         load_inventory(tmp_path)
+
+
+def test_empty_group_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "hosts.yml").write_text("all:\n  hosts:\n    n1:\n  children:\n    empty_platform:\n      hosts: {}\n")
+    inv = load_inventory(tmp_path)
+    with pytest.raises(InventoryError, match="has no hosts|is not in inventory"):
+        inv.nodes("empty_platform")
