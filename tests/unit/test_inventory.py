@@ -41,5 +41,5 @@ def test_broken_inventory(tmp_path: Path) -> None:
 def test_empty_group_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "hosts.yml").write_text("all:\n  hosts:\n    n1:\n  children:\n    empty_platform:\n      hosts: {}\n")
     inv = load_inventory(tmp_path)
-    with pytest.raises(InventoryError, match="has no hosts|is not in inventory"):
+    with pytest.raises(InventoryError, match=r"has no hosts|is not in inventory"):
         inv.nodes("empty_platform")
