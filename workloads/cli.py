@@ -88,6 +88,29 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             parser.error(f"--input {path}: no such file")
 
 
+def _finish(writer: ProgressWriter, events: int, stop: StopFlag, extra: dict[str, object]) -> int:
+    """End the job: failed by a signal (128 + its number), or finished with its JSON summary on stdout."""
+    if stop.signum:
+        writer.update(events, "failed", SIGNAL_MESSAGES[signal.Signals(stop.signum)])
+        return 128 + stop.signum
+    writer.update(events, "finished")
+    rec = writer.record
+    wall = rec["finished_at"] - rec["started_at"]
+    summary = {
+        "job_id": rec["job_id"],
+        "workload": rec["workload"],
+        "events": events,
+        "wall_seconds": round(wall, 3),
+        "cpu_seconds": rec["cpu_seconds"],
+        "events_per_second": round(events / wall, 3) if wall > 0 else 0.0,
+        "bytes_read": rec["bytes_read"],
+        "bytes_written": rec["bytes_written"],
+        **extra,
+    }
+    print(json.dumps(summary, sort_keys=True), flush=True)
+    return 0
+
+
 def simulate(args: argparse.Namespace, stop: StopFlag) -> int:
     """Run events until --events or --duration is reached (or a signal arrives); write progress throughout."""
     writer = ProgressWriter(args.jobs_dir, args.job_id, "simulate", args.events)
@@ -117,26 +140,10 @@ def simulate(args: argparse.Namespace, stop: StopFlag) -> int:
         writer.update(sim.events, "failed", f"{type(exc).__name__}: {exc}")
         traceback.print_exc()
         return 1
-    if stop.signum:
-        writer.update(sim.events, "failed", SIGNAL_MESSAGES[signal.Signals(stop.signum)])
-        return 128 + stop.signum
-    writer.update(sim.events, "finished")
-    rec = writer.record
-    wall = rec["finished_at"] - rec["started_at"]
-    summary = {
-        "job_id": args.job_id,
-        "workload": "simulate",
-        "events": sim.events,
-        "wall_seconds": round(wall, 3),
-        "cpu_seconds": rec["cpu_seconds"],
-        "events_per_second": round(sim.events / wall, 3) if wall > 0 else 0.0,
-        "checksum": sim.checksum,
-    }
+    extra: dict[str, object] = {"checksum": sim.checksum}
     if args.output:
-        summary["output"] = args.output
-        summary["bytes_written"] = rec["bytes_written"]
-    print(json.dumps(summary, sort_keys=True), flush=True)
-    return 0
+        extra["output"] = args.output
+    return _finish(writer, sim.events, stop, extra)
 
 
 def analyze(args: argparse.Namespace, stop: StopFlag) -> int:
@@ -168,26 +175,13 @@ def analyze(args: argparse.Namespace, stop: StopFlag) -> int:
         writer.update(analysis.events, "failed", str(exc))
         print(f"analyze: {exc}", file=sys.stderr)
         return 1
-    if stop.signum:
-        writer.update(analysis.events, "failed", SIGNAL_MESSAGES[signal.Signals(stop.signum)])
-        return 128 + stop.signum
-    writer.update(analysis.events, "finished")
-    rec = writer.record
-    wall = rec["finished_at"] - rec["started_at"]
-    summary = {
-        "job_id": args.job_id,
-        "workload": "analyze",
-        "events": analysis.events,
+    wall = time.monotonic() - start
+    extra: dict[str, object] = {
         "selected": analysis.selected,
         "input_bytes": input_bytes,
-        "bytes_read": rec["bytes_read"],
-        "wall_seconds": round(wall, 3),
-        "cpu_seconds": rec["cpu_seconds"],
-        "events_per_second": round(analysis.events / wall, 3) if wall > 0 else 0.0,
         "mb_per_second": round(input_bytes / wall / 1e6, 3) if wall > 0 else 0.0,
     }
-    print(json.dumps(summary, sort_keys=True), flush=True)
-    return 0
+    return _finish(writer, analysis.events, stop, extra)
 
 
 def storm(args: argparse.Namespace, stop: StopFlag) -> int:

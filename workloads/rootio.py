@@ -46,7 +46,7 @@ class EventWriter:
         self._file = uproot.recreate(self.path, compression=COMPRESSION)
 
     def add(self, event: Event, detail: Detail) -> None:
-        self._rows.append((event, Detail(list(detail.particles), list(detail.hits), list(detail.towers))))
+        self._rows.append((event, detail))  # the simulator starts a new Detail for every event
         if len(self._rows) >= BASKET_EVENTS:
             self.flush()
 
