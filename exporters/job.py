@@ -63,6 +63,7 @@ class Progress:
     bytes_read: int
     bytes_written: int
     message: str | None = None
+    score_db12: float | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ def parse_progress(text: str | bytes) -> Progress:
     message = data.get("message")
     if message is not None and not isinstance(message, str):
         raise ProgressError("field", f"message={message!r} is not a string")
+    score = None if data.get("score_db12") is None else _number(data, "score_db12")
     return Progress(
         job_id=job_id,
         workload=workload,
@@ -143,6 +145,7 @@ def parse_progress(text: str | bytes) -> Progress:
         bytes_read=ints["bytes_read"],
         bytes_written=ints["bytes_written"],
         message=message,
+        score_db12=score,
     )
 
 
@@ -293,6 +296,7 @@ class JobCollector:
         wr = counter("magellan_job_written_bytes", "Bytes the job wrote to storage.")
         state = gauge("magellan_job_state", "1 for the job's current state, 0 for the others.", ("state",))
         started = gauge("magellan_job_start_time_seconds", "Unix time the job started.")
+        score = gauge("magellan_job_score_db12", "Per-core score of the job in DB12 units (workloads/db12.py).")
         for j in s.jobs:
             p = j.progress
             labels = [*me, p.job_id, p.workload]
@@ -303,9 +307,11 @@ class JobCollector:
             rd.add_metric(labels, j.read_bytes)
             wr.add_metric(labels, j.write_bytes)
             started.add_metric(labels, p.started_at)
+            if p.score_db12 is not None:
+                score.add_metric(labels, p.score_db12)
             for name in STATES:
                 state.add_metric([*labels, name], 1.0 if p.state == name else 0.0)
-        yield from (events, target, cpu, wall, rd, wr, state, started)
+        yield from (events, target, cpu, wall, rd, wr, state, started, score)
 
         def own(name: str, doc: str, value: float) -> GaugeMetricFamily:
             g = GaugeMetricFamily(name, doc, labels=SELF_LABELS)

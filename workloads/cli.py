@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import signal
-import subprocess
 import sys
 import time
 import traceback
 from pathlib import Path
 from types import FrameType
 
+from workloads import db12
 from workloads.progress import ProgressWriter, valid_job_id
 from workloads.simulate import Simulator
 
 DEFAULT_JOBS_DIR = "/var/lib/magellan/jobs"
 SIGNAL_MESSAGES = {signal.SIGTERM: "terminated", signal.SIGINT: "interrupted"}
+COLD_HELP = "evict each input from the page cache before every pass, so that every pass reads the storage"
 
 
 class StopFlag:
@@ -60,16 +62,24 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--input", nargs="+", required=True, metavar="FILE", help="ROOT files written by simulate")
     a.add_argument("--output", help="write the histograms to this ROOT file")
     a.add_argument("--duration", type=float, default=0.0, help="read the inputs again until this many seconds")
+    a.add_argument("--cold", action="store_true", help=COLD_HELP)
     st = sub.add_parser("storm", help="N concurrent analyze readers on shared storage")
     _common(st)
     st.add_argument("--readers", type=int, required=True, help="concurrent analyze jobs (1 to hundreds)")
     st.add_argument("--input", nargs="+", required=True, metavar="FILE", help="ROOT files the readers share")
     st.add_argument("--duration", type=float, default=0.0, help="each reader re-reads until this many seconds")
+    st.add_argument("--cold", action="store_true", help=COLD_HELP)
+    d = sub.add_parser("db12", help="this core's DB12 score (DIRAC Benchmark 2012), the unit of the jobs' scores")
+    d.add_argument("--fraction", type=float, default=0.2, help="share of DB12's 12.5 M draws to run (default 0.2)")
     return p
 
 
 def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Reject what argparse cannot: exit 2 with a message saying what to change."""
+    if args.workload == "db12":
+        if not 0 < args.fraction <= 1:
+            parser.error("--fraction must be in (0, 1]")
+        return
     events = getattr(args, "events", 0)
     if events < 0 or not 0 <= args.duration < math.inf:
         parser.error("--events and --duration must not be negative (and --duration finite)")
@@ -159,6 +169,8 @@ def analyze(args: argparse.Namespace, stop: StopFlag) -> int:
     try:
         while not stop.signum:
             for path in args.input:
+                if args.cold:
+                    evict(path)
                 for chunk in analysis.chunks(Path(path)):
                     analysis.fill(chunk)
                     if time.monotonic() >= next_write:
@@ -184,40 +196,67 @@ def analyze(args: argparse.Namespace, stop: StopFlag) -> int:
     return _finish(writer, analysis.events, stop, extra)
 
 
+def evict(path: str) -> None:
+    """Drop the file's pages from the page cache (clean pages only, no privilege needed): the next read is cold."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 def storm(args: argparse.Namespace, stop: StopFlag) -> int:
-    """Start --readers analyze jobs at once on the same inputs; report their aggregate MB/s and efficiency."""
-    argv = [sys.executable, "-m", "workloads.cli", "analyze", "--jobs-dir", args.jobs_dir, "--input", *args.input]
-    if args.duration:
-        argv += ["--duration", str(args.duration)]
+    """Fork --readers analyze jobs at once on the same inputs; report their aggregate MB/s and efficiency.
+
+    uproot is imported once, before the fork, so N readers cost N processes but not N interpreter start-ups.
+    Each reader is a job of its own (<job id>-<i>, its own progress file); SIGTERM reaches every reader."""
+    import workloads.rootio  # noqa: F401, PLC0415 - imported once, shared by the forked readers
+
     start = time.monotonic()
-    procs = [
-        subprocess.Popen([*argv, "--job-id", f"{args.job_id}-{i}"], stdout=subprocess.PIPE, text=True)
-        for i in range(args.readers)
-    ]
-    results, failed = [], 0
-    for proc in procs:
-        out, _ = proc.communicate()
-        if proc.returncode != 0:
-            failed += 1
-            continue
-        results.append(json.loads(out.strip().splitlines()[-1]))
+    pids = []
+    for i in range(args.readers):
+        pid = os.fork()
+        if pid == 0:  # the reader: an analyze job of its own
+            reader = argparse.Namespace(**vars(args), output=None)
+            reader.job_id = f"{args.job_id}-{i}"
+            code = 1
+            try:
+                code = analyze(reader, stop)
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    failed = 0
+    for pid in pids:
+        _, status = os.waitpid(pid, 0)
+        failed += os.waitstatus_to_exitcode(status) != 0
+        if stop.signum:  # a signal to the storm alone (not its process group) still reaches every reader
+            for other in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(other, stop.signum)
     wall = time.monotonic() - start
-    total_bytes = sum(r["input_bytes"] for r in results)
+    records = []
+    for i in range(args.readers):
+        path = os.path.join(args.jobs_dir, f"{args.job_id}-{i}.json")
+        with contextlib.suppress(OSError, ValueError), open(path) as f:
+            records.append(json.load(f))
+    efficiency = [r["cpu_seconds"] / (r["finished_at"] - r["started_at"]) for r in records if r.get("finished_at")]
     summary = {
         "job_id": args.job_id,
         "workload": "storm",
         "readers": args.readers,
         "failed": failed,
         "wall_seconds": round(wall, 3),
-        "aggregate_mb_per_second": round(total_bytes / wall / 1e6, 3) if wall > 0 else 0.0,
-        "events": sum(r["events"] for r in results),
-        "cpu_efficiency_per_job": round(
-            sum(r["cpu_seconds"] / r["wall_seconds"] for r in results if r["wall_seconds"] > 0) / max(len(results), 1),
-            3,
-        ),
+        "aggregate_mb_per_second": round(sum(r["bytes_read"] for r in records) / wall / 1e6, 3) if wall > 0 else 0.0,
+        "events": sum(r["events_processed"] for r in records),
+        "cpu_efficiency_per_job": round(sum(efficiency) / len(efficiency), 3) if efficiency else 0.0,
     }
     print(json.dumps(summary, sort_keys=True), flush=True)
     return 1 if failed or stop.signum else 0
+
+
+def db12_command(args: argparse.Namespace, stop: StopFlag) -> int:
+    print(json.dumps({"unit": "DB12", "score": round(db12.measure(args.fraction), 2), "fraction": args.fraction}))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     _check(parser, args)
-    return {"simulate": simulate, "analyze": analyze, "storm": storm}[args.workload](args, stop)
+    commands = {"simulate": simulate, "analyze": analyze, "storm": storm, "db12": db12_command}
+    return commands[args.workload](args, stop)
 
 
 if __name__ == "__main__":

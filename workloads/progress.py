@@ -9,6 +9,8 @@ import resource
 import time
 from typing import Any
 
+from workloads import db12
+
 SCHEMA = 1
 JOB_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 STATES = ("running", "finished", "failed")
@@ -84,6 +86,7 @@ class ProgressWriter:
             cpu_seconds=round(usage.ru_utime + usage.ru_stime, 6),
             bytes_read=read,
             bytes_written=written,
+            score_db12=db12.score(self.record["workload"], events, usage.ru_utime + usage.ru_stime),
         )
         if message is not None:
             self.record["message"] = message

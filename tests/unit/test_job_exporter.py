@@ -163,6 +163,8 @@ def test_parse_progress_not_a_progress_file(text: str | bytes, reason: str) -> N
         {"finished_at": 1.0},  # a running job has not finished
         {"state": "finished"},  # ... and a finished one has finished_at
         {"message": 42},
+        {"score_db12": -1.0},
+        {"score_db12": "fast"},
     ],
 )
 def test_parse_progress_bad_fields(change: dict[str, object]) -> None:

@@ -127,12 +127,27 @@ def test_a_bad_file_fails_the_job_and_names_the_file(
 
 def test_storm_runs_n_readers(tmp_path: Path, events_file: Sample) -> None:
     path, _ = events_file
-    proc = run("storm", "--job-id", "st", "--jobs-dir", str(tmp_path), "--readers", "3", "--input", str(path))
+    argv = ["storm", "--job-id", "st", "--jobs-dir", str(tmp_path), "--readers", "3", "--input", str(path), "--cold"]
+    proc = run(*argv)
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
+    *readers, summary = (json.loads(line) for line in proc.stdout.splitlines())
+    assert sorted(r["job_id"] for r in readers) == ["st-0", "st-1", "st-2"]
     assert summary["readers"] == 3 and summary["failed"] == 0 and summary["events"] == 3 * EVENTS
+    assert 0 < summary["cpu_efficiency_per_job"] <= 1.05
+    # --cold: the readers read the storage, not the page cache
     assert summary["aggregate_mb_per_second"] > 0
-    assert sorted(p.name for p in tmp_path.glob("st-*.json")) == ["st-0.json", "st-1.json", "st-2.json"]
+    records = [json.loads((tmp_path / f"st-{i}.json").read_text()) for i in range(3)]
+    assert {r["state"] for r in records} == {"finished"} and len({r["pid"] for r in records}) == 3
+    assert sum(r["bytes_read"] for r in records) >= path.stat().st_size
+
+
+def test_storm_with_a_bad_input_fails_every_reader(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.root"
+    bad.write_bytes(b"garbage" * 100)
+    proc = run("storm", "--job-id", "sb", "--jobs-dir", str(tmp_path), "--readers", "2", "--input", str(bad))
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout.splitlines()[-1])["failed"] == 2
+    assert str(bad) in proc.stderr
 
 
 def test_bad_storm_and_missing_input_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

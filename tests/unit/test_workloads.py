@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from exporters.job import parse_progress
+from workloads import cli, db12
 from workloads.progress import ProgressWriter, valid_job_id
 from workloads.simulate import Simulator
 
@@ -277,3 +278,23 @@ def test_exception_marks_the_job_failed(tmp_path: Path) -> None:
     assert "detector on fire" in proc.stderr
     record = parse_progress((tmp_path / "x1.json").read_text())
     assert (record.state, record.message) == ("failed", "RuntimeError: detector on fire")
+
+
+def test_db12_measures_a_positive_score_and_scores_jobs_per_core(tmp_path: Path) -> None:
+    assert db12.measure(0.002) > 0
+    with pytest.raises(ValueError):
+        db12.measure(0)
+    unit = db12.EVENTS_PER_DB12_SECOND["simulate"]
+    assert db12.score("simulate", 10 * unit, 2.0) == pytest.approx(5.0)
+    assert db12.score("simulate", 100, 0.0) is None and db12.score("unknown", 100, 1.0) is None
+    w = ProgressWriter(str(tmp_path), "s1", "simulate", 0)
+    w.update(0)
+    assert "score_db12" in json.loads((tmp_path / "s1.json").read_text())
+
+
+def test_db12_command_prints_its_score(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["db12", "--fraction", "0.002"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["unit"] == "DB12" and out["score"] > 0
+    with pytest.raises(SystemExit):
+        cli.main(["db12", "--fraction", "2"])
