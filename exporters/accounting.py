@@ -1,9 +1,10 @@
 """magellan-accounting-exporter: Slurm job accounting (sacct) per user, account and partition.
 
-Runs next to slurmdbd. Every --sacct.interval seconds at most it asks sacct for the jobs of a sliding window
-(from the last poll minus an overlap; the first poll looks --sacct.lookback back). A job is added to the
-cumulative counters once, when it is first seen in a final state; running and pending jobs are gauges. A failing,
-slow or missing sacct is counted by reason and the previous figures keep being served.
+Runs next to slurmdbd. A background thread asks sacct every --sacct.interval seconds for the jobs of a sliding
+window (from the last good poll minus an overlap; the first poll, at start, looks --sacct.lookback back); a scrape
+only serves the latest figures, so it never waits for slurmdbd. A job is added to the cumulative counters once,
+when it is first seen in a final state; running and pending jobs are gauges. A failing, slow or missing sacct is
+counted by reason and the previous figures keep being served.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ FIELDS = (
 FINAL_STATES = frozenset(
     {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT"}
 )
-ERROR_REASONS = ("not_found", "timeout", "exit_status", "parse")  # exported from the start, at 0
+ERROR_REASONS = ("not_found", "exec", "timeout", "exit_status", "parse")  # exported from the start, at 0
 KEY_LABELS = ["cluster", "user", "account", "partition"]
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
 SIZE = re.compile(r"^(\d+(?:\.\d+)?)([KMGTP]?)$")
@@ -53,6 +54,14 @@ CPU_TIME = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$")
 
 class ParseError(ValueError):
     """A sacct value or line that cannot be used."""
+
+
+class SacctError(Exception):
+    """A sacct run that gave no output to use; `reason` is one of ERROR_REASONS."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -117,12 +126,16 @@ def parse_sacct(text: str) -> tuple[list[JobRecord], list[tuple[int, str]]]:
     """Parse `sacct --parsable2 --noheader --format=<FIELDS>`: job records, and (line number, problem) pairs.
 
     Step lines (JobID '12.batch', '12.0', '12.extern') belong to the job line before them; the job's memory peak is
-    the largest MaxRSS of its steps and its bytes read/written the sum of the steps' fs/disk TRES usage.
+    the largest MaxRSS of its steps and its bytes read/written the sum of the steps' fs/disk TRES usage. A line
+    with U+FFFD (bytes that were not UTF-8, decoded with errors="replace") is a problem, not a record.
     """
     jobs: dict[str, _Job] = {}
     problems: list[tuple[int, str]] = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
+            continue
+        if "\ufffd" in line:
+            problems.append((number, "not UTF-8"))
             continue
         values = line.split("|")
         if len(values) != len(FIELDS):
@@ -223,60 +236,89 @@ class Options:
     timeout: float = 30.0
 
 
+def run_sacct(options: Options, start: float) -> str:
+    """sacct's output for the window from `start`; SacctError when there is none to use."""
+    try:
+        proc = subprocess.run(
+            sacct_argv(options.sacct, start), capture_output=True, timeout=options.timeout, check=False
+        )
+    except FileNotFoundError:
+        raise SacctError("not_found", f"{options.sacct} not found: install slurm-client or set --sacct.path") from None
+    except subprocess.TimeoutExpired:
+        raise SacctError("timeout", f"sacct took longer than {options.timeout:.0f} s") from None
+    except OSError as exc:  # PermissionError (not executable, a directory), ENOEXEC (not a program), ...
+        raise SacctError("exec", f"cannot run {options.sacct}: {exc}") from None
+    if proc.returncode != 0:
+        stderr = proc.stderr.decode(errors="replace").strip()[:500]
+        raise SacctError("exit_status", f"sacct exited {proc.returncode}: {stderr}")
+    return proc.stdout.decode(errors="replace")
+
+
 class AccountingCollector:
-    """Prometheus collector; polls sacct at most every `interval` seconds, serving cached figures in between."""
+    """Prometheus collector serving the figures of the latest sacct run, which a background thread makes."""
 
     def __init__(self, options: Options, clock: Callable[[], float] = time.time) -> None:
         self.options = options
         self.clock = clock
         self.accounting = Accounting()
         self.errors: Counter[str] = Counter(dict.fromkeys(ERROR_REASONS, 0))
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # guards everything collect() reads
         self.up = False
         self.last_poll: float | None = None
-        self.last_success = 0.0
+        self.last_success: float | None = None
         self.duration = 0.0
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Poll sacct now and then every interval in a daemon thread, until stop()."""
+        self.thread = threading.Thread(target=self._run, name="sacct-poller", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stop polling; a sacct run in flight is waited for (it ends within --sacct.timeout)."""
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(self.options.timeout + 5)
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            due = time.monotonic() + self.options.interval
+            try:
+                self.poll()
+            except Exception:  # a bug must not silently freeze the figures: up goes to 0, polling goes on
+                LOG.exception("sacct poll failed")
+                with self.lock:
+                    self.up = False
+            self.stopping.wait(max(0.0, due - time.monotonic()))
 
     def poll(self) -> None:
+        """One sacct run, outside the lock so that scrapes go on meanwhile; then the figures, under the lock."""
         now = self.clock()
         start = now - self.options.lookback if self.last_poll is None else self.last_poll - self.options.overlap
         started = time.monotonic()
         try:
-            proc = subprocess.run(
-                sacct_argv(self.options.sacct, start),
-                capture_output=True,
-                text=True,
-                timeout=self.options.timeout,
-                check=False,
-            )
-        except FileNotFoundError:
-            self._fail("not_found", f"{self.options.sacct} not found: install slurm-client or set --sacct.path")
+            text = run_sacct(self.options, start)
+        except SacctError as exc:
+            LOG.error("%s", exc)
+            with self.lock:
+                self.errors[exc.reason] += 1
+                self.up, self.duration = False, time.monotonic() - started
             return
-        except subprocess.TimeoutExpired:
-            self._fail("timeout", f"sacct took longer than {self.options.timeout:.0f} s")
-            return
-        finally:
-            self.duration = time.monotonic() - started
-        if proc.returncode != 0:
-            self._fail("exit_status", f"sacct exited {proc.returncode}: {proc.stderr.strip()[:500]}")
-            return
-        records, problems = parse_sacct(proc.stdout)
+        duration = time.monotonic() - started
+        records, problems = parse_sacct(text)
         for number, problem in problems:
-            self.errors["parse"] += 1
             LOG.warning("sacct output line %d: %s", number, problem)
-        self.accounting.update(records, now, start)
-        self.up, self.last_poll, self.last_success = True, now, now
-
-    def _fail(self, reason: str, message: str) -> None:
-        self.errors[reason] += 1
-        self.up = False
-        LOG.error("%s", message)
+        with self.lock:
+            self.errors["parse"] += len(problems)
+            self.accounting.update(records, now, start)
+            self.up, self.duration, self.last_poll, self.last_success = True, duration, now, now
 
     def collect(self) -> Iterator[Metric]:
+        """The latest figures; never runs sacct."""
         with self.lock:
-            if self.last_poll is None or self.clock() - self.last_poll >= self.options.interval:
-                self.poll()
-            yield from self._metrics()
+            metrics = list(self._metrics())
+        yield from metrics
 
     def _metrics(self) -> Iterator[Metric]:
         c = self.options.cluster
@@ -316,11 +358,12 @@ class AccountingCollector:
             errors.add_metric([c, reason], count)
         yield errors
         yield self._own("magellan_accounting_sacct_duration_seconds", "Time the last sacct run took.", self.duration)
-        yield self._own(
-            "magellan_accounting_last_success_timestamp_seconds",
-            "Unix time of the last good sacct run.",
-            self.last_success,
-        )
+        if self.last_success is not None:
+            yield self._own(
+                "magellan_accounting_last_success_timestamp_seconds",
+                "Unix time of the last good sacct run.",
+                self.last_success,
+            )
 
     def _own(self, name: str, doc: str, value: float) -> GaugeMetricFamily:
         g = GaugeMetricFamily(name, doc, labels=["cluster"])
@@ -328,10 +371,10 @@ class AccountingCollector:
         return g
 
 
-def build_registry(options: Options) -> CollectorRegistry:
+def build_registry(collector: AccountingCollector) -> CollectorRegistry:
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
-    registry.register(AccountingCollector(options))
+    registry.register(collector)
     return registry
 
 
@@ -352,7 +395,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sacct.path", dest="sacct", default=d.sacct, help="sacct command (default: %(default)s)")
     p.add_argument("--cluster.name", dest="cluster", default=d.cluster, help="cluster label (default: %(default)s)")
     for flag, default, doc in (
-        ("interval", d.interval, "run sacct at most this often"),
+        ("interval", d.interval, "run sacct this often"),
         ("lookback", d.lookback, "how far the first poll looks back"),
         ("overlap", d.overlap, "how far each poll reaches before the previous one"),
         ("timeout", d.timeout, "give up on a sacct run after this long"),
@@ -367,9 +410,15 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = Options(args.sacct, args.cluster, args.interval, args.lookback, args.overlap, args.timeout)
-    LOG.info("sacct %s every %.0f s at most, cluster=%s", options.sacct, options.interval, options.cluster)
+    LOG.info("sacct %s every %.0f s, cluster=%s", options.sacct, options.interval, options.cluster)
     host, port = args.listen
-    return web.serve(build_registry(options), host, port, LOG)
+    collector = AccountingCollector(options)
+    collector.start()
+    try:
+        return web.serve(build_registry(collector), host, port, LOG)
+    finally:
+        collector.stop()
+        LOG.info("sacct poller stopped")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import stat
 import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,6 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporters import accounting
 from exporters.accounting import Accounting, AccountingCollector, JobRecord, Options, parse_sacct
+from tests.conftest import free_port
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sacct"
 CAPTURED = FIXTURES / "captured-22.05.txt"
@@ -96,10 +102,11 @@ def test_a_job_is_counted_once_when_it_finishes() -> None:
     assert acc.counted == {} and t.jobs == {"COMPLETED": 1, "FAILED": 1}
 
 
-def fake_sacct(tmp_path: Path, body: str) -> str:
-    path = tmp_path / "sacct"
+def fake_sacct(tmp_path: Path, body: str, executable: bool = True, name: str = "sacct") -> str:
+    path = tmp_path / name
     path.write_text(f"#!/bin/sh\n{body}\n")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    if executable:
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return str(path)
 
 
@@ -109,9 +116,26 @@ def scrape(collector: AccountingCollector) -> str:
     return generate_latest(registry).decode()
 
 
+def polled(options: Options) -> AccountingCollector:
+    collector = AccountingCollector(options)
+    collector.poll()
+    return collector
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s"
+        time.sleep(0.05)
+
+
+UP = 'magellan_accounting_up{cluster="magellan"}'
+LAST_SUCCESS = "magellan_accounting_last_success_timestamp_seconds{"
+
+
 def test_exposition_from_a_real_capture(tmp_path: Path) -> None:
     sacct = fake_sacct(tmp_path, f"cat {CAPTURED}")
-    text = scrape(AccountingCollector(Options(sacct=sacct, cluster="magellan")))
+    text = scrape(polled(Options(sacct=sacct, cluster="magellan")))
     labels = 'account="root",cluster="magellan",partition="chos",user="root"'
     assert f"magellan_accounting_cpu_seconds_total{{{labels}}} 13.309" in text
     assert (
@@ -119,7 +143,9 @@ def test_exposition_from_a_real_capture(tmp_path: Path) -> None:
     )
     assert f"magellan_accounting_memory_peak_bytes{{{labels}}} 1.23219968e+08" in text
     assert 'state="RUNNING",user="root"} 1.0' in text
-    assert 'magellan_accounting_up{cluster="magellan"} 1.0' in text
+    assert f"{UP} 1.0" in text and LAST_SUCCESS in text
+    for reason in accounting.ERROR_REASONS:
+        assert f'magellan_accounting_sacct_errors_total{{cluster="magellan",reason="{reason}"}} 0.0' in text
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.fail("promtool is missing: make bootstrap installs Debian's prometheus package")
@@ -127,39 +153,134 @@ def test_exposition_from_a_real_capture(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_before_the_first_poll_up_is_0_and_there_is_no_last_success() -> None:
+    text = scrape(AccountingCollector(Options(sacct="/nonexistent/sacct")))
+    assert f"{UP} 0.0" in text and LAST_SUCCESS not in text
+    assert 'reason="exec"} 0.0' in text
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
-    [("exit 1", "exit_status"), ("sleep 5", "timeout"), (None, "not_found")],
+    [("exit 1", "exit_status"), ("sleep 5", "timeout"), (None, "not_found"), ("not executable", "exec")],
 )
 def test_a_bad_sacct_is_a_metric_and_the_figures_stay(tmp_path: Path, body: str | None, reason: str) -> None:
     good = fake_sacct(tmp_path, f"cat {CAPTURED}")
     clock = [1000.0]
     collector = AccountingCollector(Options(sacct=good, interval=15, timeout=0.5), clock=lambda: clock[0])
-    scrape(collector)
-    collector.options.sacct = fake_sacct(tmp_path, body) if body else str(tmp_path / "missing")
+    collector.poll()
+    if body is None:
+        collector.options.sacct = str(tmp_path / "missing")
+    else:
+        collector.options.sacct = fake_sacct(tmp_path, body, executable=reason != "exec", name="bad-sacct")
     clock[0] += 20
+    collector.poll()
     text = scrape(collector)
-    assert 'magellan_accounting_up{cluster="magellan"} 0.0' in text
+    assert f"{UP} 0.0" in text
     assert f'magellan_accounting_sacct_errors_total{{cluster="magellan",reason="{reason}"}} 1.0' in text
+    assert f'{LAST_SUCCESS}cluster="magellan"}} 1000.0' in text  # the last good run, not the failed one
     assert 'magellan_accounting_jobs_total{account="atlas"' in text  # the earlier figures are still served
 
 
 def test_garbage_lines_are_counted(tmp_path: Path) -> None:
     sacct = fake_sacct(tmp_path, "echo 'not|sacct'; echo '1|1|a|b|c|COMPLETED|1|00:01.000|||'")
-    text = scrape(AccountingCollector(Options(sacct=sacct)))
+    text = scrape(polled(Options(sacct=sacct)))
     assert 'magellan_accounting_sacct_errors_total{cluster="magellan",reason="parse"} 1.0' in text
-    assert 'magellan_accounting_up{cluster="magellan"} 1.0' in text
+    assert f"{UP} 1.0" in text
 
 
-def test_polls_at_most_every_interval(tmp_path: Path) -> None:
+def test_bytes_that_are_not_utf8_are_parse_errors(tmp_path: Path) -> None:
+    bad_user = r"printf '11|11|\377\376|root|chos|COMPLETED|1|00:00.100|||\n'"
+    sacct = fake_sacct(tmp_path, f"cat {CAPTURED}; {bad_user}")
+    text = scrape(polled(Options(sacct=sacct)))
+    assert 'magellan_accounting_sacct_errors_total{cluster="magellan",reason="parse"} 1.0' in text
+    assert f"{UP} 1.0" in text
+    assert 'magellan_accounting_jobs_total{account="atlas"' in text  # the good lines still count
+    records, problems = parse_sacct("12|12|b\ufffd|root|chos|COMPLETED|1|00:00.100|||\n")
+    assert records == [] and problems == [(1, "not UTF-8")]
+
+
+def test_each_poll_reaches_back_to_the_previous_one_minus_the_overlap(tmp_path: Path) -> None:
     calls = tmp_path / "calls"
-    sacct = fake_sacct(tmp_path, f"echo x >> {calls}")
-    clock = [1000.0]
-    collector = AccountingCollector(Options(sacct=sacct, interval=15), clock=lambda: clock[0])
-    for step in (0, 5, 5, 10):
+    sacct = fake_sacct(tmp_path, f'echo "$4" >> {calls}')
+    clock = [100_000.0]
+    collector = AccountingCollector(Options(sacct=sacct, lookback=7200, overlap=600), clock=lambda: clock[0])
+    for step in (0, 15, 15):
         clock[0] += step
-        scrape(collector)
-    assert calls.read_text().count("x") == 2
+        collector.poll()
+    starts = [accounting.sacct_argv(sacct, t)[4] for t in (100_000 - 7200, 100_000 - 600, 100_015 - 600)]
+    assert calls.read_text().split() == starts
+
+
+def test_the_poller_thread_polls_at_start_and_every_interval_then_stops(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    sacct = fake_sacct(tmp_path, f"echo x >> {calls}; cat {CAPTURED}")
+    collector = AccountingCollector(Options(sacct=sacct, interval=0.1))
+    collector.start()
+    try:
+        wait_for(lambda: calls.exists() and calls.read_text().count("x") >= 3)
+    finally:
+        collector.stop()
+    assert collector.thread is not None and not collector.thread.is_alive()
+    text = scrape(collector)
+    assert f"{UP} 1.0" in text and LAST_SUCCESS in text
+    physicist = 'account="atlas",cluster="magellan",partition="chos",state="COMPLETED",user="physicist"'
+    assert f"magellan_accounting_jobs_total{{{physicist}}} 2.0" in text  # jobs 6 and 7, once for all the polls
+
+
+def test_a_scrape_does_not_wait_for_a_slow_sacct(tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    sacct = fake_sacct(tmp_path, f"touch {started}; sleep 5; cat {CAPTURED}")
+    collector = AccountingCollector(Options(sacct=sacct, interval=3600, timeout=60))
+    collector.start()
+    try:
+        wait_for(started.exists)
+        before = time.monotonic()
+        text = scrape(collector)
+        assert time.monotonic() - before < 2  # sacct is still sleeping for about 5 s
+        assert f"{UP} 0.0" in text and LAST_SUCCESS not in text
+        wait_for(lambda: LAST_SUCCESS in scrape(collector))
+        assert f"{UP} 1.0" in scrape(collector)
+    finally:
+        collector.stop()
+    assert collector.thread is not None and not collector.thread.is_alive()
+
+
+def test_the_process_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    sacct = fake_sacct(tmp_path, f"cat {CAPTURED}")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "exporters.accounting",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--sacct.path={sacct}",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        body = ""
+
+        def answered() -> bool:
+            nonlocal body
+            assert proc.poll() is None, f"exporter exited {proc.returncode}"
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+            except OSError:
+                return False
+            return LAST_SUCCESS in body
+
+        wait_for(answered)
+        assert f"{UP} 1.0" in body and "process_resident_memory_bytes" in body
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        _, err = proc.communicate()
+        assert "Traceback" not in err and "sacct poller stopped" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_bad_flags_are_clear_errors(capsys: pytest.CaptureFixture[str]) -> None:
