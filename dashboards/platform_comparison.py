@@ -101,6 +101,22 @@ def build() -> dashboard.Dashboard:
             ],
         )
     )
+    d = d.with_panel(
+        timeseries_panel(
+            "Per-core score (DB12 units)",
+            "Each job's events per CPU second expressed in DB12 (DIRAC Benchmark 2012) units per core, averaged "
+            "per node and workload (workloads/README.md). Per CPU second: a platform that hands out less CPU "
+            "scores the same; one whose cores run the workload worse scores lower.",
+            "short",
+            [
+                target(
+                    f"avg by (node, platform, workload) (magellan_job_score_db12{{{SELECTOR}}})",
+                    "{{node}} {{workload}}",
+                )
+            ],
+            width=24,
+        )
+    )
     d = d.with_row(dashboard.Row("Configured vs measured"))
     d = d.with_panel(
         timeseries_panel(
@@ -145,7 +161,8 @@ def build() -> dashboard.Dashboard:
         timeseries_panel(
             "Measured vs expected ratio",
             "Each node's events/s relative to the reference node in the latest `testbed compare` of the workload "
-            "(median of the paired repetitions), next to the ratio its CPU profile predicts. The alert "
+            "(median of the paired repetitions), next to the ratio its device profile predicts (CPU quota for "
+            "simulate, read throttle for cold analyze and storm). The alert "
             "MagellanPlatformRegression fires when measured falls below expected by more than the tolerance and "
             "the run's spread.",
             "short",
@@ -162,6 +179,30 @@ def build() -> dashboard.Dashboard:
             "noise, not a platform difference.",
             "short",
             [target(f"magellan_comparison_ratio_spread{{{SELECTOR}}}", "{{node}} ({{workload}})")],
+        )
+    )
+    d = d.with_panel(
+        timeseries_panel(
+            "Events per second by workload",
+            "Events per wall second of each node in the latest comparison of each workload (storms per number of "
+            "readers), over the repetitions that ran.",
+            "ops",
+            [
+                target(
+                    f"magellan_comparison_events_per_second{{{SELECTOR}}}",
+                    "{{node}} {{workload}} n={{readers}}",
+                )
+            ],
+        )
+    )
+    d = d.with_panel(
+        stat_panel(
+            "Failed runs in the latest comparisons",
+            "Repetitions that failed (their job, or its submission) and were left out of the published figures. "
+            "The report under reports/ says why. Should be 0.",
+            "short",
+            [target(f"sum(magellan_comparison_failed_runs{{{SELECTOR}}})", "failed")],
+            width=12,
         )
     )
     d = d.with_row(dashboard.Row("Batch accounting (Slurm)"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -10,12 +11,35 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from testbed import compare
-from testbed.inventory import InventoryError, load_inventory
+from testbed.inventory import Inventory, InventoryError, Node, load_inventory
 from testbed.prom import PromClient, PromError
-from testbed.report import print_comparison, write_report
+from testbed.report import Comparison, print_campaign, write_report
 from testbed.results import PublishError, publish
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+WORKLOADS = ("simulate", "analyze", "storm")
+
+
+def _workloads(text: str) -> list[str]:
+    names = [w.strip() for w in text.split(",") if w.strip()]
+    unknown = [w for w in names if w not in WORKLOADS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {text!r} (use a comma-separated list of {', '.join(WORKLOADS)})"
+        )
+    return list(dict.fromkeys(names))
+
+
+def _readers(text: str) -> list[int]:
+    try:
+        sizes = sorted({int(n) for n in text.split(",")})
+    except ValueError:
+        sizes = []
+    if not sizes or not all(1 <= n <= 1000 for n in sizes):
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated numbers of readers from 1 to 1000")
+    return sizes
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,9 +50,25 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--group", default="workload_nodes", help="inventory group whose nodes are compared")
     c.add_argument(
         "--workload",
-        default="simulate",
-        choices=["simulate", "analyze"],
-        help="simulate (CPU-bound) or analyze (reads a ROOT file of simulated events, made once per node)",
+        type=_workloads,
+        default="simulate,analyze,storm",
+        help="comma-separated workloads of the campaign, in order: simulate (CPU-bound), analyze (reads a ROOT file "
+        "of simulated events, made once per node), storm (N analyze readers at once; see --readers) "
+        "(default: %(default)s)",
+    )
+    c.add_argument(
+        "--readers",
+        type=_readers,
+        default="1,4,16",
+        help="storm sizes: comma-separated numbers of concurrent readers, 1 to 1000 (default: %(default)s)",
+    )
+    c.add_argument("--storm-repeat", type=int, default=1, help="repetitions of each storm size per node (default 1)")
+    c.add_argument(
+        "--cold",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="analyze and storm evict their input from the page cache before every pass, so they read the "
+        "node's storage and its read throttle gives the known answer (default: on)",
     )
     c.add_argument("--duration", type=int, default=20, help="seconds each job runs (default 20)")
     c.add_argument("--events", type=int, default=0, help="stop each job after this many events (0: no limit)")
@@ -64,37 +104,41 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _compare(args: argparse.Namespace, console: Console) -> int:
-    if args.workload == "analyze" and (args.events or args.duration <= 0):
-        console.print(
-            "[red]error:[/] analyze runs for --duration SECONDS (it re-reads its input); --events is for simulate"
+def _campaign_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with the campaign's parameters, before anything runs."""
+    reading = [w for w in args.workload if w != "simulate"]
+    if reading and (args.events or args.duration <= 0):
+        return (
+            f"{' and '.join(reading)} run for --duration SECONDS (they re-read their input); --events is for simulate"
         )
-        return 2
     if args.duration <= 0 and args.events <= 0:
-        console.print("[red]error:[/] --duration or --events must be positive")
-        return 2
-    if args.repeat < 1:
-        console.print("[red]error:[/] --repeat must be at least 1")
-        return 2
-    inventory = load_inventory(args.inventory)
-    nodes = inventory.nodes(args.group)
-    prom = PromClient(args.prometheus_url or inventory.prometheus_url(), timeout=10.0)
-    prom.query("up")  # fail early, with the URL, when Prometheus is not reachable
-    plan = compare.Plan(
-        nodes=nodes,
-        workload=args.workload,
-        duration=args.duration,
-        events=args.events,
-        seed=args.seed,
-        reference=args.reference,
-        repeat=args.repeat,
-        concurrent=args.concurrent,
-    )
-    mode = "all at once" if plan.concurrent else "in turn (A B A B)"
-    console.print(
-        f"Running [bold]{plan.workload}[/] on {', '.join(n.name for n in nodes)} {mode}, {plan.repeat}× "
-        f"({plan.duration or '-'} s, {plan.events or 'no'} event limit); live figures from {prom.base_url}"
-    )
+        return "--duration or --events must be positive"
+    if args.repeat < 1 or args.storm_repeat < 1:
+        return "--repeat and --storm-repeat must be at least 1"
+    return None
+
+
+def _plans(args: argparse.Namespace, nodes: list[Node]) -> list[compare.Plan]:
+    common = {
+        "nodes": nodes,
+        "duration": args.duration,
+        "events": args.events,
+        "seed": args.seed,
+        "reference": args.reference,
+        "concurrent": args.concurrent,
+        "cold": args.cold,
+    }
+    plans = []
+    for w in args.workload:
+        if w == compare.STORM:
+            plans += [compare.Plan(workload=w, repeat=args.storm_repeat, readers=n, **common) for n in args.readers]
+        else:
+            plans.append(compare.Plan(workload=w, repeat=args.repeat, **common))
+    return plans
+
+
+def _run(plan: compare.Plan, inventory: Inventory, prom: PromClient, console: Console) -> Comparison:
+    """One comparison of the campaign, with a live progress bar per node."""
     total = float(plan.events * plan.repeat) if plan.events else None
     with Progress(
         TextColumn("{task.description}"),
@@ -103,26 +147,51 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
         TimeElapsedColumn(),
         console=console,
     ) as bar:
-        tasks = {n.name: bar.add_task(n.name, total=total, rate="") for n in nodes}
+        tasks = {n.name: bar.add_task(f"{plan.label} {n.name}", total=total, rate="") for n in plan.nodes}
 
         def show(done: dict[str, float]) -> None:
-            for n in nodes:
-                value = sum(v for job, v in done.items() if job.endswith("-" + n.name))
+            for n in plan.nodes:
+                mine = re.compile(rf"-r\d+-{re.escape(n.name)}(-\d+)?$")
+                value = sum(v for job, v in done.items() if mine.search(job))
                 if value:
                     bar.update(tasks[n.name], completed=value, rate=f"{value:,.0f} events")
 
-        result = compare.run(inventory, plan, prom, REPO / ".testbed" / "logs", on_progress=show)
-    print_comparison(console, result, tolerance=args.tolerance)
-    out = write_report(result, args.reports_dir, tolerance=args.tolerance)
+        return compare.run(inventory, plan, prom, REPO / ".testbed" / "logs", on_progress=show)
+
+
+def _compare(args: argparse.Namespace, console: Console) -> int:
+    error = _campaign_error(args)
+    if error:
+        console.print(f"[red]error:[/] {error}")
+        return 2
+    inventory = load_inventory(args.inventory)
+    nodes = inventory.nodes(args.group)
+    prom = PromClient(args.prometheus_url or inventory.prometheus_url(), timeout=10.0)
+    prom.query("up")  # fail early, with the URL, when Prometheus is not reachable
+    plans = _plans(args, nodes)
+    mode = "all at once" if args.concurrent else "in turn (A B A B)"
+    console.print(
+        f"Campaign: {', '.join(p.label for p in plans)} on {', '.join(n.name for n in nodes)} {mode}, "
+        f"{args.duration or '-'} s per job ({args.events or 'no'} event limit); live figures from {prom.base_url}"
+    )
+    results = []
+    for plan in plans:
+        results.append(_run(plan, inventory, prom, console))
+        if args.publish:
+            try:
+                where = publish(results[-1], inventory, args.tolerance)
+            except PublishError as exc:
+                console.print(f"[red]error:[/] {exc} (--no-publish skips this)")
+                return 1
+            console.print(f"{plan.label}: results published as metrics to {where}")
+    print_campaign(console, results, tolerance=args.tolerance)
+    out = write_report(results, args.reports_dir, tolerance=args.tolerance)
     console.print(f"Report written to [bold]{out}[/]")
-    if args.publish:
-        try:
-            where = publish(result, inventory, args.tolerance)
-        except PublishError as exc:
-            console.print(f"[red]error:[/] {exc} (--no-publish skips this)")
-            return 1
-        console.print(f"Results published as metrics to {where}")
-    if args.strict and not result.known_answer_ok(args.tolerance):
+    failed = sum(c.failed_runs for c in results)
+    if failed:
+        console.print(f"[red]{failed} run(s) failed[/] (listed above and in the report); the others were measured")
+        return 1
+    if args.strict and not all(c.known_answer_ok(args.tolerance) for c in results):
         console.print(f"[red]known-answer check failed:[/] a ratio deviates more than {args.tolerance} %")
         return 1
     return 0

@@ -7,10 +7,11 @@ series the dashboards show — not from the jobs' own summaries.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,9 @@ class CompareError(RuntimeError):
     """The comparison could not be run or measured."""
 
 
+STORM = "storm"
+
+
 @dataclass(frozen=True)
 class Plan:
     nodes: list[Node]
@@ -36,9 +40,21 @@ class Plan:
     reference: str | None = None
     repeat: int = 1
     concurrent: bool = False
+    readers: int = 1  # storm: concurrent analyze readers per job
+    cold: bool = True  # analyze and storm read the storage, not the page cache
+
+    @property
+    def label(self) -> str:
+        """The workload, with the readers of a storm: simulate, analyze, storm-n16."""
+        return f"{self.workload}-n{self.readers}" if self.workload == STORM else self.workload
 
     def job_id(self, run_id: str, node: Node, rep: int = 0) -> str:
         return f"{run_id}-r{rep}-{node.name}"
+
+    def run_jobs(self, run_id: str, node: Node, rep: int) -> list[str]:
+        """The progress-file job ids of one run: the job itself, or each reader of a storm."""
+        job = self.job_id(run_id, node, rep)
+        return [f"{job}-{i}" for i in range(self.readers)] if self.workload == STORM else [job]
 
     def batches(self) -> list[tuple[str, int]]:
         """(ansible host pattern, repetition) per step. Interleaved: A B A B …, one node at a time, so that nodes
@@ -51,32 +67,64 @@ class Plan:
                 steps += [(n.name, rep) for n in self.nodes]
         return steps
 
-    def job_ids(self, run_id: str) -> set[str]:
-        return {self.job_id(run_id, n, rep) for n in self.nodes for rep in range(self.repeat)}
+    def job_ids(self, run_id: str, skip: Collection[tuple[str, int]] = ()) -> set[str]:
+        """Every job of the run, but those of the (node, repetition) runs in skip."""
+        return {
+            job
+            for n in self.nodes
+            for rep in range(self.repeat)
+            if (n.name, rep) not in skip
+            for job in self.run_jobs(run_id, n, rep)
+        }
 
 
-def new_run_id(now: datetime | None = None) -> str:
-    return "cmp-" + (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S")
+def new_run_id(plan: Plan, now: datetime | None = None) -> str:
+    return f"cmp-{(now or datetime.now(UTC)).strftime('%Y%m%dT%H%M%S')}-{plan.label}"
 
 
 def start_jobs(
-    inventory: Inventory, plan: Plan, hosts: str, rep: int, run_id: str, log: Path
+    inventory: Inventory, plan: Plan, hosts: str, rep: int, run_id: str, log: Path, result: Path
 ) -> subprocess.Popen[bytes]:
-    """Start playbooks/run_workload.yml; it launches the job on every host of the pattern at once."""
+    """Start playbooks/run_workload.yml on every host of the pattern at once; its result goes to `result` as JSON
+    (ansible.posix.json), its warnings and errors to `log`."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        ansible_command("ansible-playbook"),
-        "-i",
-        str(inventory.path),
-        str(REPO / "playbooks" / "run_workload.yml"),
-        "-e",
-        f"workload_run_id={run_id} workload_hosts={hosts} workload_name={plan.workload} "
-        f"workload_duration={plan.duration} workload_events={plan.events} workload_seed={plan.seed} "
-        f"workload_rep={rep}",
-    ]
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
-    with log.open("ab") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+    extra = {
+        "workload_run_id": run_id,
+        "workload_hosts": hosts,
+        "workload_name": plan.workload,
+        "workload_duration": plan.duration,
+        "workload_events": plan.events,
+        "workload_seed": plan.seed,
+        "workload_rep": rep,
+        "workload_readers": plan.readers,
+        "workload_cold": plan.cold,
+    }
+    cmd = [ansible_command("ansible-playbook"), "-i", str(inventory.path), str(REPO / "playbooks" / "run_workload.yml")]
+    cmd += ["-e", json.dumps(extra)]
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
+    with log.open("ab") as err, result.open("wb") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=err, cwd=REPO, env=env)
+
+
+def failed_hosts(output: str, hosts: list[str]) -> dict[str, str]:
+    """Host -> why, for every host of the batch whose workload run failed, from ansible.posix.json's output.
+
+    Output that is not that JSON (ansible-playbook itself failed) fails every host of the batch; other callbacks'
+    lines after the JSON document (profile_tasks) are ignored."""
+    try:
+        data, _ = json.JSONDecoder().raw_decode(output[output.index("{") :])
+        plays = data["plays"]
+    except (ValueError, KeyError, TypeError):
+        tail = " ".join(output.strip().splitlines()[-3:])[-500:]
+        return {h: f"ansible-playbook gave no result ({tail or 'no output'})" for h in hosts}
+    failed: dict[str, str] = {}
+    for play in plays:
+        for task in play.get("tasks", []):
+            for host, result in task.get("hosts", {}).items():
+                if (result.get("failed") or result.get("unreachable")) and host not in failed:
+                    msg = " ".join(str(result.get("msg", "")).split())
+                    failed[host] = f"{task.get('task', {}).get('name', 'a task')}: {msg}"[:800]
+    return failed
 
 
 def _values(prom: PromClient, expr: str, key: str = "job_id") -> dict[str, float]:
@@ -93,9 +141,12 @@ def progress(prom: PromClient, run_id: str) -> dict[str, float]:
     return _values(prom, f"magellan_job_events_processed_total{{{_of_run(run_id)}}}")
 
 
-def wait_final(prom: PromClient, plan: Plan, run_id: str, timeout: float = 90.0) -> None:
-    """Wait until Prometheus has scraped every job in a final state (finished or failed)."""
-    wanted = plan.job_ids(run_id)
+def wait_final(
+    prom: PromClient, plan: Plan, run_id: str, timeout: float = 90.0, skip: Collection[tuple[str, int]] = ()
+) -> None:
+    """Wait until Prometheus has scraped every job in a final state (finished or failed); runs in skip never
+    started a job (their submission failed), so there is nothing to wait for."""
+    wanted = plan.job_ids(run_id, skip)
     final = 'state=~"finished|failed"'
     expr = f"magellan_job_state{{{_of_run(run_id, final)}}} == 1"
     done: set[str] = set()
@@ -105,44 +156,69 @@ def wait_final(prom: PromClient, plan: Plan, run_id: str, timeout: float = 90.0)
         return wanted <= done
 
     if not prom.wait_until(all_final, timeout):
-        missing = ", ".join(sorted(wanted - done))
+        missing = ", ".join(sorted(wanted - done)[:10])
         raise CompareError(
             f"Prometheus has no final state for {missing} after {timeout:.0f} s: check that the job exporter "
             "on those nodes is up (magellan_job_collector_up) and that the job ran"
         )
 
 
-def measure(prom: PromClient, plan: Plan, run_id: str) -> list[NodeResult]:
-    """Final per-job figures as Prometheus recorded them."""
-    sel = f"{{{_of_run(run_id)}}}"
-    events = _values(prom, f"last_over_time(magellan_job_events_processed_total{sel}[1h])")
-    wall = _values(prom, f"last_over_time(magellan_job_wall_seconds{sel}[1h])")
-    cpu = _values(prom, f"last_over_time(magellan_job_cpu_seconds_total{sel}[1h])")
+def measure(
+    prom: PromClient, plan: Plan, run_id: str, failures: dict[tuple[str, int], str] | None = None
+) -> list[NodeResult]:
+    """Final per-node figures as Prometheus recorded them. A run (node, repetition) counts only when all its jobs
+    finished; a failed one is recorded with its reason (from failures, else its progress file's state) and left
+    out of the figures, and the campaign goes on."""
+    failures = dict(failures or {})
+
+    def last(metric: str) -> dict[str, float]:
+        return _values(prom, f"last_over_time({metric}{{{_of_run(run_id)}}}[1h])")
+
+    events = last("magellan_job_events_processed_total")
+    wall = last("magellan_job_wall_seconds")
+    cpu = last("magellan_job_cpu_seconds_total")
+    read = last("magellan_job_read_bytes_total")
     failed_state = 'state="failed"'
     failed = _values(prom, f"magellan_job_state{{{_of_run(run_id, failed_state)}}} == 1")
     cpus = _values(prom, "magellan_node_profile_cpus", key="node")
+    read_bps = _values(prom, "magellan_node_profile_read_bytes_per_second", key="node")
     results = []
     for node in plan.nodes:
-        jobs = [plan.job_id(run_id, node, rep) for rep in range(plan.repeat)]
-        for jid in jobs:
-            if jid not in events or jid not in wall:
-                raise CompareError(f"Prometheus has no figures for job {jid} on {node.name}")
-            if jid in failed:
-                raise CompareError(f"job {jid} on {node.name} failed: see its progress file in /var/lib/magellan/jobs")
-        n_events = sum(events[j] for j in jobs)
-        n_wall = sum(wall[j] for j in jobs)
+        runs: list[float | None] = []
+        total = {"events": 0.0, "wall": 0.0, "cpu": 0.0, "read": 0.0}
+        for rep in range(plan.repeat):
+            jobs = plan.run_jobs(run_id, node, rep)
+            why = failures.get((node.name, rep))
+            if why is None and any(j in failed for j in jobs):
+                why = "the job failed: see its progress file in /var/lib/magellan/jobs on the node"
+            if why is None and any(j not in events or j not in wall for j in jobs):
+                why = f"Prometheus has no figures for {', '.join(j for j in jobs if j not in events)}"
+            if why is not None:
+                failures[(node.name, rep)] = why
+                runs.append(None)
+                continue
+            run_wall = max(wall[j] for j in jobs)  # a storm's readers run side by side
+            run_events = sum(events[j] for j in jobs)
+            total["events"] += run_events
+            total["wall"] += run_wall
+            total["cpu"] += sum(cpu.get(j, 0.0) for j in jobs)
+            total["read"] += sum(read.get(j, 0.0) for j in jobs)
+            runs.append(run_events / run_wall if run_wall > 0 else None)
         results.append(
             NodeResult(
                 node=node.name,
                 platform=node.platform,
-                job_id=",".join(jobs),
+                job_id=",".join(plan.job_id(run_id, node, rep) for rep in range(plan.repeat)),
                 configured_cpus=cpus.get(node.name),
-                events=int(n_events),
-                wall_seconds=n_wall,
-                cpu_seconds=sum(cpu.get(j, 0.0) for j in jobs),
-                events_per_second=n_events / n_wall if n_wall > 0 else 0.0,
+                events=int(total["events"]),
+                wall_seconds=total["wall"],
+                cpu_seconds=total["cpu"],
+                events_per_second=total["events"] / total["wall"] if total["wall"] > 0 else 0.0,
                 accel=None,  # bare-metal nodes; virtual nodes report their accelerator
-                runs=[events[j] / wall[j] for j in jobs if wall[j] > 0],
+                runs=runs,
+                read_bytes=total["read"],
+                configured_read_bps=read_bps.get(node.name),
+                failed={str(rep): why for (name, rep), why in sorted(failures.items()) if name == node.name},
             )
         )
     return results
@@ -153,7 +229,8 @@ def pick_reference(plan: Plan, results: list[NodeResult]) -> str:
         if plan.reference not in {r.node for r in results}:
             raise CompareError(f"--reference {plan.reference} is not one of the compared nodes")
         return plan.reference
-    return max(results, key=lambda r: (r.configured_cpus or 0.0, r.events_per_second)).node
+    usable = [r for r in results if r.events_per_second > 0] or results
+    return max(usable, key=lambda r: (r.configured_cpus or 0.0, r.events_per_second)).node
 
 
 def run(
@@ -163,25 +240,25 @@ def run(
     log_dir: Path,
     on_progress: Callable[[dict[str, float]], None] | None = None,
 ) -> Comparison:
-    """Run the plan, follow it live through Prometheus, and return the measured comparison."""
-    run_id = new_run_id()
+    """Run the plan, follow it live through Prometheus, and return the measured comparison. A run that fails is
+    recorded as failed, with its reason, and the others go on."""
+    run_id = new_run_id(plan)
     started = datetime.now(UTC)
     log = log_dir / f"{run_id}.log"
+    failures: dict[tuple[str, int], str] = {}
     for hosts, rep in plan.batches():
-        proc = start_jobs(inventory, plan, hosts, rep, run_id, log)
+        result = log.with_name(f"{run_id}-r{rep}-{hosts.replace(',', '_')}.json")
+        proc = start_jobs(inventory, plan, hosts, rep, run_id, log, result)
         while proc.poll() is None:
             if on_progress:
                 with contextlib.suppress(PromError):
                     on_progress(progress(prom, run_id))
             time.sleep(2)
         if proc.returncode != 0:
-            tail = log.read_text(errors="replace").splitlines()[-25:]
-            raise CompareError(
-                f"the workload run on {hosts} failed (ansible-playbook exit {proc.returncode}); log {log}:\n"
-                + "\n".join(tail)
-            )
-    wait_final(prom, plan, run_id)
-    results = measure(prom, plan, run_id)
+            for host, why in failed_hosts(result.read_text(errors="replace"), hosts.split(",")).items():
+                failures[(host, rep)] = why
+    wait_final(prom, plan, run_id, skip=failures)
+    results = measure(prom, plan, run_id, failures)
     if on_progress:
         on_progress(progress(prom, run_id))
     return Comparison(
@@ -193,6 +270,8 @@ def run(
             "run_id": run_id,
             "repeat": plan.repeat,
             "mode": "concurrent" if plan.concurrent else "interleaved",
+            "readers": plan.readers,
+            "cold": plan.cold,
         },
         reference=pick_reference(plan, results),
         started=started,

@@ -1,11 +1,13 @@
-"""Comparison results: ratios against a reference node, a rich table, and a report directory.
+"""Campaign results: ratios against a reference node, rich tables, and a report directory.
 
-The expected ratio of a node is its configured CPU quota over the reference's; with CPU-bound work the
-measured events/s ratio must follow it. The deviation between the two is the known-answer check.
+The expected ratio of a node comes from the device profiles: for CPU-bound work (simulate) its CPU quota over the
+reference's, for work that reads cold data (analyze and storm with --cold) its storage read throttle over the
+reference's. The measured events/s ratio must follow it; the deviation between the two is the known-answer check.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +22,11 @@ from rich.console import Console
 from rich.table import Table
 
 from testbed.stats import SINGLE, paired_ratio
+from workloads import db12
+
+FAILED = "failed"
+CPU_BOUND = {"simulate"}
+IO_BOUND = {"analyze", "storm"}
 
 
 @dataclass(frozen=True)
@@ -33,7 +40,10 @@ class NodeResult:
     cpu_seconds: float
     events_per_second: float
     accel: str | None = None
-    runs: list[float] = field(default_factory=list)  # events/s of each repetition, in order
+    runs: list[float | None] = field(default_factory=list)  # events/s of each repetition in order; None: failed
+    read_bytes: float = 0.0
+    configured_read_bps: float | None = None
+    failed: dict[str, str] = field(default_factory=dict)  # repetition -> why it failed
 
     @property
     def cpu_efficiency(self) -> float:
@@ -43,6 +53,11 @@ class NodeResult:
     @property
     def events_per_cpu_second(self) -> float:
         return self.events / self.cpu_seconds if self.cpu_seconds > 0 else 0.0
+
+    @property
+    def read_mb_per_second(self) -> float:
+        """Storage bytes read per wall second, in MB (10^6 bytes)."""
+        return self.read_bytes / self.wall_seconds / 1e6 if self.wall_seconds > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -70,23 +85,54 @@ class Comparison:
                 return r
         raise ValueError(f"reference node {self.reference} has no result")
 
+    @property
+    def readers(self) -> int:
+        return int(self.parameters.get("readers", 1))
+
+    @property
+    def label(self) -> str:
+        return f"{self.workload}-n{self.readers}" if self.workload == "storm" else self.workload
+
+    def expected(self, r: NodeResult, ref: NodeResult) -> float | None:
+        """The ratio the device profiles predict: CPU quotas for CPU-bound work, read throttles for cold reads."""
+        if self.workload in CPU_BOUND and r.configured_cpus and ref.configured_cpus:
+            return r.configured_cpus / ref.configured_cpus
+        cold = self.parameters.get("cold", False)
+        if self.workload in IO_BOUND and cold and r.configured_read_bps and ref.configured_read_bps:
+            return r.configured_read_bps / ref.configured_read_bps
+        return None
+
+    def job_efficiency(self, r: NodeResult) -> float:
+        """Mean CPU per wall second of one job (for a storm: of one reader)."""
+        return r.cpu_efficiency / self.readers
+
+    def score(self, r: NodeResult) -> float | None:
+        """Per-core score in DB12 units (workloads/db12.py); a storm's readers score as analyze."""
+        return db12.score("analyze" if self.workload == "storm" else self.workload, r.events, r.cpu_seconds)
+
     def rows(self) -> list[Row]:
         ref = self.reference_result()
         rows = []
         for r in self.results:
+            expected = self.expected(r, ref)
+            if not any(x is not None for x in r.runs) and r.events_per_second <= 0:
+                rows.append(Row(r, 0.0, expected, None, None, FAILED))
+                continue
             ratio = r.events_per_second / ref.events_per_second if ref.events_per_second > 0 else 0.0
             spread, verdict = None, SINGLE
             if r.runs and ref.runs:  # paired repetitions: median ratio and its spread
-                paired = paired_ratio(r.runs, ref.runs)
-                ratio, spread, verdict = paired.median, paired.spread, paired.verdict()
+                with contextlib.suppress(ValueError):  # no pair where both ran
+                    paired = paired_ratio(r.runs, ref.runs)
+                    ratio, spread, verdict = paired.median, paired.spread, paired.verdict()
             if r.node == ref.node:
                 verdict = "reference"
-            expected = None
-            if r.configured_cpus and ref.configured_cpus:
-                expected = r.configured_cpus / ref.configured_cpus
             deviation = (ratio / expected - 1.0) * 100.0 if expected else None
             rows.append(Row(r, ratio, expected, deviation, spread, verdict))
         return rows
+
+    @property
+    def failed_runs(self) -> int:
+        return sum(len(r.failed) for r in self.results)
 
     def known_answer_ok(self, tolerance_pct: float) -> bool:
         return all(row.deviation_pct is None or abs(row.deviation_pct) <= tolerance_pct for row in self.rows())
@@ -104,6 +150,7 @@ class Comparison:
                     "ratio": row.ratio,
                     "spread": row.spread,
                     "difference": row.verdict,
+                    "failed_runs": row.result.failed,
                     "expected": row.expected,
                     "deviation_pct": row.deviation_pct,
                 }
@@ -112,8 +159,7 @@ class Comparison:
         }
 
 
-def load_comparison(path: Path) -> Comparison:
-    data = json.loads(path.read_text())
+def _comparison(data: dict[str, Any]) -> Comparison:
     return Comparison(
         workload=data["workload"],
         parameters=data["parameters"],
@@ -134,91 +180,187 @@ def _check(row: Row, tolerance_pct: float) -> str:
     return "ok" if abs(row.deviation_pct) <= tolerance_pct else "OFF"
 
 
+def _profile(r: NodeResult) -> str:
+    parts = [f"{r.configured_cpus:g} CPU" if r.configured_cpus else "", _mb(r.configured_read_bps)]
+    return ", ".join(p for p in parts if p) or "—"
+
+
+def _mb(bps: float | None) -> str:
+    return f"{bps / 1e6:.1f} MB/s" if bps else ""
+
+
+COLUMNS = (
+    "node",
+    "platform",
+    "accel",
+    "profile",
+    "events/s",
+    "read MB/s",
+    "CPU eff.",
+    "DB12/core",
+    "ratio",
+    "±",
+    "difference",
+    "expected",
+    "deviation",
+    "check",
+    "failed runs",
+)
+
+
+def _cells(c: Comparison, row: Row, tolerance_pct: float) -> list[str]:
+    r = row.result
+    return [
+        r.node,
+        r.platform,
+        r.accel or "—",
+        _profile(r),
+        f"{r.events_per_second:,.1f}",
+        f"{r.read_mb_per_second:.2f}",
+        f"{c.job_efficiency(r):.2f}",
+        _fmt(c.score(r), ".1f"),
+        f"{row.ratio:.3f}",
+        _fmt(row.spread, ".3f"),
+        row.verdict,
+        _fmt(row.expected, ".3f"),
+        _fmt(row.deviation_pct, "+.1f") + ("" if row.deviation_pct is None else " %"),
+        _check(row, tolerance_pct),
+        f"{len(r.failed)}/{len(r.runs) or 1}" if r.failed else "0",
+    ]
+
+
 def table(comparison: Comparison, tolerance_pct: float = 15.0) -> Table:
-    t = Table(title=f"{comparison.workload}: events/s per node, relative to {comparison.reference}")
-    for col in (
-        "node",
-        "platform",
-        "accel",
-        "CPUs",
-        "events",
-        "wall s",
-        "CPU eff.",
-        "ev/CPU-s",
-        "events/s",
-        "ratio",
-        "±",
-        "difference",
-        "expected",
-        "deviation",
-        "check",
-    ):
-        t.add_column(col, justify="left" if col in ("node", "platform", "accel", "difference", "check") else "right")
-    for row in comparison.rows():
-        r = row.result
-        t.add_row(
-            r.node,
-            r.platform,
-            r.accel or "—",
-            _fmt(r.configured_cpus, ".2f"),
-            f"{r.events:,}",
-            f"{r.wall_seconds:.1f}",
-            f"{r.cpu_efficiency:.2f}",
-            f"{r.events_per_cpu_second:,.0f}",
-            f"{r.events_per_second:,.1f}",
-            f"{row.ratio:.3f}",
-            _fmt(row.spread, ".3f"),
-            row.verdict,
-            _fmt(row.expected, ".3f"),
-            _fmt(row.deviation_pct, "+.1f") + ("" if row.deviation_pct is None else " %"),
-            _check(row, tolerance_pct),
+    t = Table(title=f"{comparison.label}: events/s per node, relative to {comparison.reference}")
+    for col in COLUMNS:
+        t.add_column(
+            col, justify="left" if col in ("node", "platform", "accel", "profile", "difference", "check") else "right"
         )
+    for row in comparison.rows():
+        t.add_row(*_cells(comparison, row, tolerance_pct))
     return t
 
 
-def print_comparison(console: Console, comparison: Comparison, tolerance: float = 15.0) -> None:
-    console.print(table(comparison, tolerance))
+def storm_table(storms: list[Comparison]) -> Table:
+    """Aggregate storage MB/s and per-reader CPU efficiency against the number of readers, per node."""
+    t = Table(title="storm: concurrent analyze readers on each node's storage")
+    for col in ("node", "read throttle", "readers", "aggregate MB/s", "events/s", "CPU eff. per reader", "failed"):
+        t.add_column(col, justify="left" if col == "node" else "right")
+    for node, points in _storm_points(storms).items():
+        for n, c, r in points:
+            t.add_row(
+                node,
+                _mb(r.configured_read_bps) or "—",
+                str(n),
+                f"{r.read_mb_per_second:.2f}",
+                f"{r.events_per_second:,.0f}",
+                f"{c.job_efficiency(r):.2f}",
+                str(len(r.failed)),
+            )
+    return t
 
 
-def _markdown(c: Comparison, tolerance: float) -> str:
+def _storm_points(storms: list[Comparison]) -> dict[str, list[tuple[int, Comparison, NodeResult]]]:
+    points: dict[str, list[tuple[int, Comparison, NodeResult]]] = {}
+    for c in sorted(storms, key=lambda c: c.readers):
+        for r in c.results:
+            points.setdefault(r.node, []).append((c.readers, c, r))
+    return points
+
+
+def print_campaign(console: Console, comparisons: list[Comparison], tolerance: float = 15.0) -> None:
+    for c in comparisons:
+        if c.workload != "storm":
+            console.print(table(c, tolerance))
+    storms = [c for c in comparisons if c.workload == "storm"]
+    if storms:
+        console.print(storm_table(storms))
+    for c in comparisons:
+        for r in c.results:
+            for rep, why in r.failed.items():
+                console.print(f"[red]failed:[/] {c.label} on {r.node}, repetition {rep}: {why}")
+
+
+def _markdown_rows(c: Comparison, tolerance: float) -> list[str]:
     lines = [
-        f"# {c.workload}: platform comparison",
-        "",
-        f"Run {c.parameters.get('run_id', '')}, {c.started:%Y-%m-%d %H:%M:%S} – {c.finished:%H:%M:%S} UTC. "
-        "Parameters: " + ", ".join(f"{k}={v}" for k, v in sorted(c.parameters.items())) + ".",
-        f"Reference node: {c.reference}.",
-        "",
-        "| node | platform | accel | CPUs | events | wall s | CPU eff. | events/CPU-s | events/s | ratio | ± "
-        "| difference | expected | deviation | check |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
-    ]
-    for row in c.rows():
-        r = row.result
-        lines.append(
-            f"| {r.node} | {r.platform} | {r.accel or '—'} | {_fmt(r.configured_cpus, '.2f')} | {r.events} | "
-            f"{r.wall_seconds:.1f} | {r.cpu_efficiency:.2f} | {r.events_per_cpu_second:.0f} | "
-            f"{r.events_per_second:.1f} | {row.ratio:.3f} | {_fmt(row.spread, '.3f')} | {row.verdict} | "
-            f"{_fmt(row.expected, '.3f')} | {_fmt(row.deviation_pct, '+.1f')} | {_check(row, tolerance)} |"
+        "| " + " | ".join(COLUMNS) + " |",
+        "|"
+        + "|".join(
+            "---" if col in ("node", "platform", "accel", "profile", "difference", "check") else "---:"
+            for col in COLUMNS
         )
-    lines += [
+        + "|",
+    ]
+    lines += ["| " + " | ".join(_cells(c, row, tolerance)) + " |" for row in c.rows()]
+    return lines
+
+
+def _markdown(comparisons: list[Comparison], tolerance: float) -> str:
+    first = comparisons[0]
+    lines = [
+        "# Platform comparison campaign",
         "",
-        "![events per second](events_per_second.png)",
+        f"{first.started:%Y-%m-%d %H:%M:%S} – {comparisons[-1].finished:%H:%M:%S} UTC; "
+        f"{', '.join(c.label for c in comparisons)}.",
+    ]
+    for c in comparisons:
+        if c.workload == "storm":
+            continue
+        lines += [
+            "",
+            f"## {c.label}",
+            "",
+            f"Run {c.parameters.get('run_id', '')}. Parameters: "
+            + ", ".join(f"{k}={v}" for k, v in sorted(c.parameters.items()))
+            + f". Reference node: {c.reference}.",
+            "",
+            *_markdown_rows(c, tolerance),
+            "",
+            f"![{c.label}: events per second]({c.label}.png)",
+        ]
+    storms = [c for c in comparisons if c.workload == "storm"]
+    if storms:
+        lines += [
+            "",
+            "## storm: many readers on shared storage",
+            "",
+            "| node | read throttle | readers | aggregate MB/s | events/s | CPU eff. per reader | failed runs |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for node, points in _storm_points(storms).items():
+            lines += [
+                f"| {node} | {_mb(r.configured_read_bps) or '—'} | {n} | {r.read_mb_per_second:.2f} | "
+                f"{r.events_per_second:.0f} | {sc.job_efficiency(r):.2f} | {len(r.failed)} |"
+                for n, sc, r in points
+            ]
+        lines += ["", "![storm scaling](storm_scaling.png)"]
+    failures = [(c, r, rep, why) for c in comparisons for r in c.results for rep, why in r.failed.items()]
+    if failures:
+        lines += ["", "## Failed runs", "", "Left out of the figures above; the campaign went on.", ""]
+        lines += [f"- {c.label} on {r.node}, repetition {rep}: {why}" for c, r, rep, why in failures]
+    lines += [
         "",
         "## How these numbers were measured",
         "",
-        f"- The same job (same seed) ran {c.parameters.get('repeat', 1)} time(s) on every node, "
-        f"{c.parameters.get('mode', 'interleaved')} (A B A B …), submitted through Slurm by "
-        "`playbooks/run_workload.yml` and pinned to its node.",
+        f"- The same job (same seed) ran {first.parameters.get('repeat', 1)} time(s) on every node, "
+        f"{first.parameters.get('mode', 'interleaved')} (A B A B …), submitted through Slurm by "
+        "`playbooks/run_workload.yml` and pinned to its node. analyze and storm read a ROOT file of simulated "
+        "events made once per node; with cold=True they evict it from the page cache before every pass, so they "
+        "read the node's storage.",
         "- Every figure was read back from Prometheus: `magellan_job_events_processed_total`, "
-        "`magellan_job_wall_seconds` and `magellan_job_cpu_seconds_total` as the job exporter on each node last "
-        "reported them (the job's progress file and its /proc accounting), and `magellan_node_profile_cpus` for the "
-        "configured CPU quota.",
-        "- events/s = events / wall seconds; CPU eff. = CPU seconds / wall seconds; ratio = events/s over the "
-        "reference's — with repetitions, the median of the ratios of repetitions run next to each other, ± half "
-        "their range; difference says whether the ratio differs from 1 by more than that spread (real) or not "
-        "(within noise); expected = configured CPUs over the reference's; deviation = ratio / expected − 1. "
+        "`magellan_job_wall_seconds`, `magellan_job_cpu_seconds_total` and `magellan_job_read_bytes_total` as the "
+        "job exporter on each node last reported them (the job's progress file and its /proc accounting), and "
+        "`magellan_node_profile_cpus` / `magellan_node_profile_read_bytes_per_second` for the device profile.",
+        "- events/s = events / wall seconds; read MB/s = storage bytes read / wall seconds; CPU eff. = CPU seconds "
+        "/ wall seconds of one job (of one reader in a storm); DB12/core = events per CPU second in DB12 units "
+        "(workloads/README.md); ratio = events/s over the reference's — with repetitions, the median of the "
+        "ratios of repetitions run next to each other, ± half their range; difference says whether the ratio "
+        "differs from 1 by more than that spread (real) or not (within noise); expected = the profiles' ratio "
+        "(CPU quotas for simulate, read throttles for cold analyze and storm); deviation = ratio / expected − 1. "
         f"Check is ok within ±{tolerance:g} %.",
+        "- A storm with N readers runs N analyze processes at once on one node: aggregate MB/s is what the "
+        "node's storage delivered to all of them, CPU eff. per reader how busy each could keep its CPU.",
         "- accel: the accelerator a virtual node ran on (kvm, tcg); a dash for bare-metal nodes, which have none.",
+        "- A failed run (its job failed, or its submission did) is listed under Failed runs and left out.",
         "",
     ]
     return "\n".join(lines)
@@ -230,9 +372,8 @@ def _plot(c: Comparison, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     names = [f"{r.result.node}\n{r.result.platform}" for r in rows]
     heights = [r.result.events_per_second for r in rows]
-    whiskers = [
-        (h - min(r.result.runs or [h]), max(r.result.runs or [h]) - h) for h, r in zip(heights, rows, strict=True)
-    ]
+    ranges = [[x for x in r.result.runs if x is not None] or [h] for h, r in zip(heights, rows, strict=True)]
+    whiskers = [(h - min(rr), max(rr) - h) for h, rr in zip(heights, ranges, strict=True)]
     ax.bar(
         names,
         heights,
@@ -243,21 +384,54 @@ def _plot(c: Comparison, path: Path) -> None:
     )
     marked = [(i, r.expected * ref) for i, r in enumerate(rows) if r.expected is not None]
     for n, (i, value) in enumerate(marked):
-        label = "expected from CPU profile" if n == 0 else "_nolegend_"
+        label = "expected from the device profile" if n == 0 else "_nolegend_"
         ax.hlines(value, i - 0.4, i + 0.4, colors="#d62728", linestyles="dashed", label=label)
     ax.set_ylabel("events / s")
-    ax.set_title(f"{c.workload}: events/s per node")
+    ax.set_title(f"{c.label}: events/s per node")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
 
 
-def write_report(c: Comparison, reports_dir: Path, tolerance: float = 15.0) -> Path:
-    """Write reports_dir/<UTC time>-<workload>/ with report.md, comparison.json and events_per_second.png."""
-    out = reports_dir / f"{c.started.astimezone(UTC):%Y%m%dT%H%M%SZ}-{c.workload}"
+def _plot_storm(storms: list[Comparison], path: Path) -> None:
+    fig, (mb, eff) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    for node, points in _storm_points(storms).items():
+        n = [p[0] for p in points]
+        line = mb.plot(n, [r.read_mb_per_second for _, _, r in points], marker="o", label=node)[0]
+        throttle = points[0][2].configured_read_bps
+        if throttle:
+            mb.axhline(throttle / 1e6, color=line.get_color(), linestyle="dashed", linewidth=1)
+        eff.plot(n, [c.job_efficiency(r) for _, c, r in points], marker="o", label=node)
+    for ax, title in ((mb, "aggregate read MB/s (dashed: throttle)"), (eff, "CPU efficiency per reader")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrent readers")
+        ax.set_title(title)
+        ax.legend()
+    eff.set_ylim(bottom=0)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def write_report(comparisons: list[Comparison], reports_dir: Path, tolerance: float = 15.0) -> Path:
+    """Write reports_dir/<UTC time>-campaign/: report.md, campaign.json, a PNG per workload and the storm's."""
+    if not comparisons:
+        raise ValueError("a report needs at least one comparison")
+    out = reports_dir / f"{comparisons[0].started.astimezone(UTC):%Y%m%dT%H%M%SZ}-campaign"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.json").write_text(json.dumps(c.to_json(), indent=2, sort_keys=True) + "\n")
-    (out / "report.md").write_text(_markdown(c, tolerance))
-    _plot(c, out / "events_per_second.png")
+    data = {"comparisons": [c.to_json() for c in comparisons]}
+    (out / "campaign.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    (out / "report.md").write_text(_markdown(comparisons, tolerance))
+    for c in comparisons:
+        if c.workload != "storm":
+            _plot(c, out / f"{c.label}.png")
+    storms = [c for c in comparisons if c.workload == "storm"]
+    if storms:
+        _plot_storm(storms, out / "storm_scaling.png")
     return out
+
+
+def load_campaign(path: Path) -> list[Comparison]:
+    """The comparisons of a campaign.json."""
+    return [_comparison(d) for d in json.loads(path.read_text())["comparisons"]]

@@ -18,10 +18,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from testbed.inventory import Inventory, ansible_command
-from testbed.report import Comparison
+from testbed.report import FAILED, Comparison
 
 REPO = Path(__file__).resolve().parent.parent
-LABELS = ["workload", "node", "platform", "accel", "reference"]
+LABELS = ["workload", "readers", "node", "platform", "accel", "reference"]
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 
 
@@ -37,15 +37,26 @@ def exposition(c: Comparison, tolerance_pct: float) -> str:
 
     ratio = family("ratio", "Events/s relative to the reference node (median of the paired repetitions).")
     spread = family("ratio_spread", "Half the range of the paired ratios (absent with one repetition).")
-    expected = family("ratio_expected", "Reference value: the ratio the nodes' configured CPU profiles predict.")
+    expected = family(
+        "ratio_expected",
+        "Reference value: the ratio the device profiles predict (CPU quotas, or read throttles for cold reads).",
+    )
     tolerance = family("tolerance_ratio", "Threshold: allowed relative shortfall of ratio below ratio_expected.")
-    eps = family("events_per_second", "Events per wall second over all repetitions.")
+    eps = family("events_per_second", "Events per wall second over the repetitions that ran.")
+    read = family("read_bytes_per_second", "Storage bytes read per wall second (a storm: by all its readers).")
+    eff = family("job_cpu_efficiency", "CPU seconds per wall second of one job (a storm: of one reader).")
     repeats = family("repetitions", "Repetitions per node.")
+    failed = family("failed_runs", "Repetitions that failed and were left out of the figures.")
     for row in c.rows():
         r = row.result
-        labels = [c.workload, r.node, r.platform, r.accel or "none", c.reference]
+        labels = [c.workload, str(c.readers), r.node, r.platform, r.accel or "none", c.reference]
+        failed.add_metric(labels, len(r.failed))
+        if row.verdict == FAILED:  # no figures: every repetition failed
+            continue
         ratio.add_metric(labels, row.ratio)
         eps.add_metric(labels, r.events_per_second)
+        read.add_metric(labels, r.read_mb_per_second * 1e6)
+        eff.add_metric(labels, c.job_efficiency(r))
         repeats.add_metric(labels, max(len(r.runs), 1))
         tolerance.add_metric(labels, tolerance_pct / 100.0)
         if row.spread is not None:
@@ -53,13 +64,15 @@ def exposition(c: Comparison, tolerance_pct: float) -> str:
         if row.expected is not None:
             expected.add_metric(labels, row.expected)
     finished = GaugeMetricFamily(
-        "magellan_comparison_finished_timestamp_seconds", "Unix time the comparison ended.", labels=["workload"]
+        "magellan_comparison_finished_timestamp_seconds",
+        "Unix time the comparison ended.",
+        labels=["workload", "readers"],
     )
-    finished.add_metric([c.workload], c.finished.timestamp())
+    finished.add_metric([c.workload, str(c.readers)], c.finished.timestamp())
 
     class _Collector(Collector):
         def collect(self) -> list[GaugeMetricFamily]:
-            return [ratio, spread, expected, tolerance, eps, repeats, finished]
+            return [ratio, spread, expected, tolerance, eps, read, eff, repeats, failed, finished]
 
     registry = CollectorRegistry()
     registry.register(_Collector())
@@ -67,11 +80,12 @@ def exposition(c: Comparison, tolerance_pct: float) -> str:
 
 
 def publish(c: Comparison, inventory: Inventory, tolerance_pct: float, textfile_dir: str = TEXTFILE_DIR) -> str:
-    """Write the metrics as <textfile_dir>/magellan_comparison_<workload>.prom on the Prometheus host."""
+    """Write the metrics as <textfile_dir>/magellan_comparison_<label>.prom on the Prometheus host (label: the
+    workload, with the readers of a storm: storm-n16), replacing the previous result of that label."""
     hosts = inventory.groups.get("prometheus", [])
     if len(hosts) != 1:
         raise PublishError(f"the inventory's group 'prometheus' has {len(hosts)} hosts; publishing needs exactly one")
-    dest = f"{textfile_dir}/magellan_comparison_{c.workload}.prom"
+    dest = f"{textfile_dir}/magellan_comparison_{c.label}.prom"
     args = {"content": exposition(c, tolerance_pct), "dest": dest, "mode": "0644"}
     cmd = [ansible_command("ansible"), "-i", str(inventory.path), hosts[0], "-m", "ansible.builtin.copy"]
     cmd += ["-a", json.dumps(args)]

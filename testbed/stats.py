@@ -9,6 +9,7 @@ larger than that spread; with a single repetition there is no spread and no verd
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 REAL = "real"
@@ -35,9 +36,10 @@ class Ratio:
         return REAL if abs(self.median - against) > self.spread else NOISE
 
 
-def paired_ratio(values: list[float], reference: list[float]) -> Ratio:
-    """Median and range of values[i] / reference[i] over the repetitions both have (reference values > 0)."""
-    pairs = [v / r for v, r in zip(values, reference, strict=False) if r > 0]
+def paired_ratio(values: Sequence[float | None], reference: Sequence[float | None]) -> Ratio:
+    """Median and range of values[i] / reference[i] over the repetitions both have (None: a failed repetition;
+    reference values > 0)."""
+    pairs = [v / r for v, r in zip(values, reference, strict=False) if v is not None and r]
     if not pairs:
         raise ValueError("no repetition with a positive reference value to pair with")
     return Ratio(statistics.median(pairs), min(pairs), max(pairs), len(pairs))

@@ -166,20 +166,28 @@ def analyze(args: argparse.Namespace, stop: StopFlag) -> int:
     writer.update(0)
     start = time.monotonic()
     next_write = start + args.progress_interval
+
+    def time_is_up() -> bool:
+        return bool(args.duration) and time.monotonic() - start >= args.duration
+
     try:
         while not stop.signum:
             for path in args.input:
                 if args.cold:
                     evict(path)
+                before = analysis.events
                 for chunk in analysis.chunks(Path(path)):
                     analysis.fill(chunk)
                     if time.monotonic() >= next_write:
                         writer.update(analysis.events)
                         next_write = time.monotonic() + args.progress_interval
-                    if stop.signum:
+                    if stop.signum or time_is_up():  # a long pass does not overrun --duration
                         break
-                input_bytes += os.path.getsize(path)
-            if not args.duration or time.monotonic() - start >= args.duration:
+                share = (analysis.events - before) / analysis.entries if analysis.entries else 1.0
+                input_bytes += int(os.path.getsize(path) * share)
+                if stop.signum or time_is_up():
+                    break
+            if not args.duration or time_is_up():
                 break
         if args.output and not stop.signum:
             analysis.write(Path(args.output))
@@ -206,7 +214,8 @@ def evict(path: str) -> None:
 
 
 def storm(args: argparse.Namespace, stop: StopFlag) -> int:
-    """Fork --readers analyze jobs at once on the same inputs; report their aggregate MB/s and efficiency.
+    """Fork --readers analyze jobs at once on the inputs; report their aggregate MB/s and efficiency. Reader i
+    reads the inputs from file i (modulo their number) on, so with one file per reader each reads its own.
 
     uproot is imported once, before the fork, so N readers cost N processes but not N interpreter start-ups.
     Each reader is a job of its own (<job id>-<i>, its own progress file); SIGTERM reaches every reader."""
@@ -219,6 +228,8 @@ def storm(args: argparse.Namespace, stop: StopFlag) -> int:
         if pid == 0:  # the reader: an analyze job of its own
             reader = argparse.Namespace(**vars(args), output=None)
             reader.job_id = f"{args.job_id}-{i}"
+            first = i % len(args.input)  # reader i starts at file i: with a file per reader, none share a cache
+            reader.input = args.input[first:] + args.input[:first]
             code = 1
             try:
                 code = analyze(reader, stop)

@@ -108,6 +108,7 @@ class Analysis:
     hists: dict[str, hist.Hist[Any]] = field(default_factory=histograms)
     events: int = 0
     selected: int = 0
+    entries: int = 0  # events in the file being read
 
     def chunks(self, path: Path, step: int = 2000) -> Any:
         """Iterate over `path`'s events in chunks; a bad file raises RootFileError naming it."""
@@ -115,7 +116,9 @@ class Analysis:
             with uproot.open(path) as f:
                 if TREE not in f:
                     raise RootFileError(f"{path}: no '{TREE}' tree (keys: {', '.join(f.keys()) or 'none'})")
-                yield from f[TREE].iterate(step_size=step, library="ak")
+                tree = f[TREE]
+                self.entries = tree.num_entries
+                yield from tree.iterate(step_size=step, library="ak")
         except RootFileError:
             raise
         except Exception as exc:  # uproot raises many kinds on corrupt or truncated files

@@ -14,6 +14,7 @@ from testbed import compare
 from testbed.inventory import Inventory, load_inventory
 from testbed.prom import PromClient
 from testbed.report import Comparison
+from testbed.results import publish
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORY = REPO / "inventories" / "local"
@@ -61,10 +62,26 @@ def prom(site: Inventory) -> PromClient:
 
 
 @pytest.fixture(scope="session")
-def comparison(site: Inventory, prom: PromClient, tmp_path_factory: pytest.TempPathFactory) -> Comparison:
-    """The site's comparison (jobs submitted through Slurm), run once for the session."""
-    plan = compare.Plan(nodes=site.nodes("workload_nodes"), duration=20, repeat=2, seed=7)
-    return compare.run(site, plan, prom, tmp_path_factory.mktemp("logs"))
+def campaign(site: Inventory, prom: PromClient, tmp_path_factory: pytest.TempPathFactory) -> list[Comparison]:
+    """A small campaign on the site (jobs submitted through Slurm), run once for the session and published:
+    simulate and cold analyze, two repetitions each, and storms of 1 and 4 readers."""
+    nodes = site.nodes("workload_nodes")
+    plans = [
+        compare.Plan(nodes=nodes, duration=20, repeat=2, seed=7),
+        compare.Plan(nodes=nodes, workload="analyze", duration=15, repeat=2, seed=7),
+        *(compare.Plan(nodes=nodes, workload="storm", readers=n, duration=10, seed=7) for n in (1, 4)),
+    ]
+    logs = tmp_path_factory.mktemp("logs")
+    results = [compare.run(site, plan, prom, logs) for plan in plans]
+    for c in results:
+        publish(c, site, 15.0)
+    return results
+
+
+@pytest.fixture(scope="session")
+def comparison(campaign: list[Comparison]) -> Comparison:
+    """The campaign's simulate comparison (CPU-bound: the CPU quotas are its known answer)."""
+    return campaign[0]
 
 
 def node_shell(site: Inventory, host: str, command: str) -> subprocess.CompletedProcess[str]:

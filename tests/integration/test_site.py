@@ -1,4 +1,5 @@
-"""The local site end to end: targets up, a workload on two CPU profiles, the known answer, dashboards."""
+"""The local site end to end: targets up, a small campaign on two device profiles, its known answers, a failed
+run that the campaign marks and goes past, the report, dashboards, idempotence and check mode."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from dashboards.queries import check_dashboards
+from testbed import cli
 from testbed.inventory import Inventory
 from testbed.prom import PromClient
-from testbed.report import Comparison, write_report
-from tests.integration.conftest import REPO, ansible_playbook, recap
+from testbed.report import Comparison, load_campaign, write_report
+from tests.integration.conftest import REPO, ansible_playbook, node_shell, recap
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +46,50 @@ def test_reduced_node_matches_its_profile(comparison: Comparison) -> None:
     assert abs(half.cpu_seconds / half.wall_seconds - 0.5) <= 0.5 * TOLERANCE
 
 
-def test_every_dashboard_query_returns_data(comparison: Comparison, prom: PromClient) -> None:
+def test_cold_analyze_follows_the_read_throttles(campaign: list[Comparison]) -> None:
+    """Half the CPU but twice the storage: cold analyze must come out at the throttles' ratio (2.0), not the CPU's."""
+    analyze = {r.result.node: r for r in campaign[1].rows()}["compute2"]
+    assert analyze.expected == pytest.approx(2.0)
+    assert analyze.deviation_pct is not None and abs(analyze.deviation_pct) <= TOLERANCE * 100, analyze
+    for r in campaign[1].results:
+        assert r.configured_read_bps and not r.failed
+        measured = r.read_mb_per_second * 1e6
+        assert abs(measured / r.configured_read_bps - 1) <= TOLERANCE, f"{r.node}: {measured:.0f} B/s read"
+
+
+def test_a_storm_saturates_each_node_storage(campaign: list[Comparison]) -> None:
+    one, four = campaign[2], campaign[3]
+    assert (one.readers, four.readers) == (1, 4)
+    for c in (one, four):
+        for r in c.results:
+            assert not r.failed and r.configured_read_bps
+            # the aggregate stays at the throttle however many readers share it
+            assert abs(r.read_mb_per_second * 1e6 / r.configured_read_bps - 1) <= 0.2, (c.label, r)
+    for r1, r4 in zip(one.results, four.results, strict=True):
+        assert four.job_efficiency(r4) < one.job_efficiency(r1)  # each of 4 readers waits more
+
+
+def test_a_failed_run_is_marked_and_the_campaign_goes_on(site: Inventory, tmp_path: Path) -> None:
+    """A corrupt input on compute2: its analyze runs fail naming the file, compute1's run and the simulate
+    comparison after it are still measured, and the report lists the failure."""
+    bad = "/var/lib/magellan/data/events-s99-n5000.root"
+    assert node_shell(site, "compute2", f"head -c 100000 /dev/urandom > {bad}").returncode == 0
+    try:
+        argv = ["compare", "--workload", "analyze,simulate", "--seed", "99", "--duration", "5", "--repeat", "1"]
+        code = cli.main([*argv, "--no-publish", "--reports-dir", str(tmp_path)])
+    finally:
+        node_shell(site, "compute2", f"rm -f {bad}")
+    assert code == 1
+    analyze, simulate = load_campaign(next(tmp_path.glob("*-campaign")) / "campaign.json")
+    failed = {r.node: r.failed for r in analyze.results}
+    assert failed["compute1"] == {} and bad in failed["compute2"]["0"], failed
+    assert {r.node: r.events > 0 for r in analyze.results} == {"compute1": True, "compute2": False}
+    assert all(r.events > 0 and not r.failed for r in simulate.results)
+    report = (next(tmp_path.glob("*-campaign")) / "report.md").read_text()
+    assert "## Failed runs" in report and bad in report
+
+
+def test_every_dashboard_query_returns_data(campaign: list[Comparison], prom: PromClient) -> None:
     failures = check_dashboards(prom, REPO / "dashboards" / "generated")
     assert failures == [], "\n".join(failures)
 
@@ -57,10 +102,11 @@ def test_second_converge_changes_nothing(comparison: Comparison) -> None:
     assert changed == {}, f"second converge changed something: {changed}\n{proc.stdout[-4000:]}"
 
 
-def test_report_is_written(comparison: Comparison, tmp_path: Path) -> None:
-    out = write_report(comparison, tmp_path)
+def test_report_is_written(campaign: list[Comparison], tmp_path: Path) -> None:
+    out = write_report(campaign, tmp_path)
     assert (out / "report.md").read_text().count("compute") >= 2
-    assert (out / "events_per_second.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for png in ("simulate.png", "analyze.png", "storm_scaling.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_check_mode_on_a_converged_site_changes_nothing(comparison: Comparison) -> None:

@@ -39,17 +39,14 @@ def progress(job_id: str, events: int, wall: float, cpu: float, state: str = "fi
     }
 
 
-@pytest.fixture
-def exporters(tmp_path: Path) -> Iterator[list[str]]:
-    """Two job exporters ('nodes' fast and slow) serving finished jobs of run RUN."""
-    figures = {"fast": [(30000, 30.0, 29.8), (31000, 30.0, 29.9)], "slow": [(15000, 30.0, 14.9), (15500, 30.0, 15.0)]}
+def serve(tmp_path: Path, jobs_per_node: dict[str, list[dict[str, object]]]) -> Iterator[list[str]]:
+    """A real job exporter per node, serving the given progress files."""
     procs, targets = [], []
-    for node, reps in figures.items():
+    for node, records in jobs_per_node.items():
         jobs = tmp_path / node
         jobs.mkdir()
-        for rep, (events, wall, cpu) in enumerate(reps):
-            job_id = f"{RUN}-r{rep}-{node}"
-            (jobs / f"{job_id}.json").write_text(json.dumps(progress(job_id, events, wall, cpu)))
+        for record in records:
+            (jobs / f"{record['job_id']}.json").write_text(json.dumps(record))
         port = free_port()
         procs.append(
             subprocess.Popen(
@@ -69,6 +66,19 @@ def exporters(tmp_path: Path) -> Iterator[list[str]]:
     for p in procs:
         p.terminate()
         p.wait(timeout=10)
+
+
+@pytest.fixture
+def exporters(tmp_path: Path) -> Iterator[list[str]]:
+    """Two job exporters ('nodes' fast and slow) serving finished jobs of run RUN."""
+    figures = {"fast": [(30000, 30.0, 29.8), (31000, 30.0, 29.9)], "slow": [(15000, 30.0, 14.9), (15500, 30.0, 15.0)]}
+    yield from serve(
+        tmp_path,
+        {
+            node: [progress(f"{RUN}-r{rep}-{node}", *fig) for rep, fig in enumerate(reps)]
+            for node, reps in figures.items()
+        },
+    )
 
 
 def test_measure_reads_final_figures_from_prometheus(
@@ -93,3 +103,63 @@ def test_wait_final_names_missing_jobs(live_prometheus: Callable[[list[str]], Pr
     with pytest.raises(compare.CompareError, match=f"{RUN}-r0-ghost"):
         compare.wait_final(prom, plan, RUN, timeout=3)
     assert time.monotonic() - start < 15
+
+
+STORM_RUN = "cmp-20261125T040000-storm-n2"
+
+
+@pytest.fixture
+def storm_exporters(tmp_path: Path) -> Iterator[list[str]]:
+    """A storm of 2 readers, 2 repetitions, on two nodes; on 'slow' one reader of repetition 1 failed."""
+    jobs: dict[str, list[dict[str, object]]] = {"fast": [], "slow": []}
+    for node, (events, wall) in {"fast": (4000, 10.0), "slow": (2000, 10.0)}.items():
+        for rep in range(2):
+            for i in range(2):
+                record = progress(f"{STORM_RUN}-r{rep}-{node}-{i}", events, wall - i, 3.0)
+                record["bytes_read"] = 5_000_000
+                if node == "slow" and rep == 1 and i == 1:
+                    record["state"] = "failed"
+                jobs[node].append(record)
+    yield from serve(tmp_path, jobs)
+
+
+def test_a_storm_sums_its_readers_and_a_failed_run_is_left_out(
+    storm_exporters: list[str], live_prometheus: Callable[[list[str]], PromClient]
+) -> None:
+    prom = live_prometheus(storm_exporters)
+    nodes = [Node("fast", "127.0.0.1", "test"), Node("slow", "127.0.0.1", "test")]
+    plan = compare.Plan(nodes=nodes, workload="storm", readers=2, duration=10, repeat=2)
+    assert plan.label == "storm-n2" and plan.run_jobs(STORM_RUN, nodes[0], 1)[1] == f"{STORM_RUN}-r1-fast-1"
+    compare.wait_final(prom, plan, STORM_RUN, timeout=30)
+    results = {r.node: r for r in compare.measure(prom, plan, STORM_RUN, {("fast", 1): "ssh: unreachable"})}
+    fast, slow = results["fast"], results["slow"]
+    assert fast.runs == [800.0, None] and fast.failed == {"1": "ssh: unreachable"}
+    assert (fast.events, fast.wall_seconds, fast.read_bytes) == (8000, 10.0, 10_000_000)  # wall: the longest reader
+    assert slow.runs[1] is None and "the job failed" in slow.failed["1"]
+    assert slow.runs[0] == 400.0
+
+
+def test_failed_hosts_from_a_real_ansible_json_result(tmp_path: Path) -> None:
+    """ansible.posix.json's output of a play in which one host fails an assert: the reason names the task."""
+    book = tmp_path / "play.yml"
+    book.write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - name: Stop when the job did not complete\n"
+        "      ansible.builtin.assert:\n"
+        "        that: inventory_hostname != 'n2'\n"
+        "        fail_msg: Slurm job 7 ended FAILED 1:0; analyze /data/x.root is truncated\n"
+    )
+    env = {"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "PATH": str(Path(sys.executable).parent)}
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", "n1,n2,", "-c", "local", str(book)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    failed = compare.failed_hosts(proc.stdout, ["n1", "n2"])
+    assert failed == {
+        "n2": "Stop when the job did not complete: Slurm job 7 ended FAILED 1:0; analyze /data/x.root is truncated"
+    }
+    assert set(compare.failed_hosts("ERROR! the playbook could not be found", ["n1", "n2"])) == {"n1", "n2"}

@@ -33,7 +33,7 @@ def test_check_detects_drift(tmp_path: Path) -> None:
     assert subprocess.run([*run, "--check"], cwd=REPO, capture_output=True).returncode == 1  # missing files
     assert subprocess.run(run, cwd=REPO, capture_output=True).returncode == 0
     assert subprocess.run([*run, "--check"], cwd=REPO, capture_output=True).returncode == 0
-    path = next(tmp_path.glob("*.json"))
+    path = tmp_path / "magellan-platform-comparison.json"
     path.write_text(path.read_text().replace("Events per second", "Events per minute"))
     proc = subprocess.run([*run, "--check"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 1 and "make dashboards" in proc.stderr
@@ -41,11 +41,11 @@ def test_check_detects_drift(tmp_path: Path) -> None:
 
 def test_every_panel_is_described_typed_and_queried() -> None:
     for dash in dashboards():
-        assert dash["uid"] == "magellan-platform-comparison"
+        assert dash["uid"] in ("magellan-platform-comparison", "magellan-storage-concurrency")
         names = [v["name"] for v in dash["templating"]["list"]]  # type: ignore[index]
         assert names == ["datasource", "platform", "node"]
         panels = [p for p in dash["panels"] if p["type"] != "row"]  # type: ignore[union-attr]
-        assert len(panels) >= 10
+        assert len(panels) >= 8
         for p in panels:
             assert p.get("description"), p["title"]
             assert p["fieldConfig"]["defaults"].get("unit"), p["title"]

@@ -15,7 +15,11 @@ def test_local_inventory() -> None:
     inv = load_inventory(REPO / "inventories" / "local")
     assert [n.name for n in inv.nodes("workload_nodes")] == ["compute1", "compute2"]
     c2 = inv.node("compute2")
-    assert (c2.address, c2.platform, c2.profile) == ("10.213.7.12", "bare-metal-halfcpu", {"cpus": 0.5})
+    assert (c2.address, c2.platform, c2.profile) == (
+        "10.213.7.12",
+        "bare-metal-halfcpu",
+        {"cpus": 0.5, "read_bps": "10mb"},
+    )
     assert inv.prometheus_url() == "http://10.213.7.10:9090"
     assert set(inv.groups["podman_nodes"]) == {"head", "compute1", "compute2"}
 

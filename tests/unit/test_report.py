@@ -1,13 +1,15 @@
-"""Ratios, the known-answer check, and the report files."""
+"""Ratios, the known-answer checks (CPU quota, read throttle), failed runs, storms, and the report files."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
-from testbed.report import Comparison, NodeResult, load_comparison, table, write_report
+from testbed.report import Comparison, NodeResult, load_campaign, print_campaign, storm_table, table, write_report
 
 T0 = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
 
@@ -64,13 +66,12 @@ def test_table_has_a_row_per_node_and_shows_accel() -> None:
 
 def test_report_files(tmp_path: Path) -> None:
     c = comparison()
-    out = write_report(c, tmp_path)
-    assert out.name == "20261125T040000Z-simulate"
+    out = write_report([c], tmp_path)
+    assert out.name == "20261125T040000Z-campaign"
     md = (out / "report.md").read_text()
     assert "| compute2 | bare-metal-halfcpu |" in md and "How these numbers were measured" in md
-    assert (out / "events_per_second.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    again = load_comparison(out / "comparison.json")
-    assert again == c
+    assert (out / "simulate.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert load_campaign(out / "campaign.json") == [c]
 
 
 def test_repetitions_give_median_ratio_spread_and_verdict(tmp_path: Path) -> None:
@@ -79,12 +80,81 @@ def test_repetitions_give_median_ratio_spread_and_verdict(tmp_path: Path) -> Non
     assert rows["compute2"].ratio == 0.5 and rows["compute2"].verdict == "real"
     assert rows["compute2"].spread is not None and rows["compute2"].spread < 0.01
     assert rows["vm1"].verdict == "within noise"  # ±3 % spread hides a 0 % median difference
-    out = write_report(repeated(), tmp_path)
+    out = write_report([repeated()], tmp_path)
     md = (out / "report.md").read_text()
     assert "| within noise |" in md and "| real |" in md
-    assert load_comparison(out / "comparison.json") == repeated()
+    assert load_campaign(out / "campaign.json") == [repeated()]
 
 
 def test_single_runs_make_no_claim() -> None:
     rows = comparison().rows()
     assert {r.verdict for r in rows} == {"reference", "one run: no spread"}
+
+
+MB = 1_048_576
+
+
+def cold(workload: str = "analyze", readers: int = 1, runs2: list[float | None] | None = None) -> Comparison:
+    """compute1: 1 CPU, 5 MB/s; compute2: half the CPU, 10 MB/s; cold reads make the throttle the answer."""
+    a = NodeResult("compute1", "bare-metal", "a,b", 1.0, 60000, 40.0, 6.0, 1500.0, runs=[1500, 1500])
+    a = replace(a, read_bytes=5 * MB * 40, configured_read_bps=5 * MB)
+    runs2 = runs2 if runs2 is not None else [2950, 3050]
+    done = [x for x in runs2 if x is not None]
+    b = NodeResult("compute2", "bare-metal-halfcpu", "c,d", 0.5, int(sum(done) * 20), 20.0 * len(done), 5.0, 0.0)
+    b = replace(
+        b,
+        events_per_second=sum(done) / len(done) if done else 0.0,
+        runs=runs2,
+        read_bytes=10 * MB * 20 * len(done),
+        configured_read_bps=10 * MB,
+        failed={str(i): "analyze: /data/x.root: not a readable events file" for i, x in enumerate(runs2) if x is None},
+    )
+    params = {"repeat": 2, "run_id": "cmp-3", "readers": readers, "cold": True}
+    return Comparison(workload, params, "compute1", T0, T0, [a, b])
+
+
+def test_cold_reads_expect_the_read_throttle_ratio_and_simulate_the_cpu_ratio() -> None:
+    rows = {r.result.node: r for r in cold().rows()}
+    assert rows["compute2"].expected == 2.0 and rows["compute2"].ratio == 2.0 and rows["compute2"].verdict == "real"
+    assert rows["compute2"].result.read_mb_per_second == pytest.approx(10 * MB / 1e6)
+    warm = replace(cold(), parameters={"repeat": 2, "cold": False})
+    assert {r.result.node: r.expected for r in warm.rows()}["compute2"] is None  # warm reads follow neither profile
+    assert {r.result.node: r.expected for r in replace(cold(), workload="simulate").rows()}["compute2"] == 0.5
+
+
+def test_a_failed_run_is_left_out_and_reported(tmp_path: Path) -> None:
+    c = cold(runs2=[3000, None])
+    rows = {r.result.node: r for r in c.rows()}
+    assert rows["compute2"].ratio == 2.0 and rows["compute2"].spread is None  # one pair left
+    assert c.failed_runs == 1
+    out = write_report([c], tmp_path)
+    md = (out / "report.md").read_text()
+    assert "## Failed runs" in md and "analyze on compute2, repetition 1: analyze: /data/x.root" in md
+    console = Console(width=220, record=True)
+    print_campaign(console, [c])
+    assert "failed: analyze on compute2, repetition 1" in console.export_text()
+
+
+def test_a_node_whose_runs_all_failed_has_no_ratio() -> None:
+    rows = {r.result.node: r for r in cold(runs2=[None, None]).rows()}
+    assert rows["compute2"].verdict == "failed" and rows["compute2"].deviation_pct is None
+
+
+def test_storm_table_plot_and_per_reader_efficiency(tmp_path: Path) -> None:
+    storms = [cold("storm", n) for n in (1, 4)]
+    assert storms[1].label == "storm-n4" and storms[1].job_efficiency(storms[1].results[0]) == pytest.approx(0.15 / 4)
+    console = Console(width=200, record=True)
+    console.print(storm_table(storms))
+    text = console.export_text()
+    assert text.count("compute1") == 2 and "5.2 MB/s" in text
+    out = write_report([comparison(), *storms], tmp_path)
+    md = (out / "report.md").read_text()
+    assert "## storm: many readers on shared storage" in md and "| compute2 | 10.5 MB/s | 4 |" in md
+    assert (out / "storm_scaling.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (out / "storm-n1.png").exists()
+
+
+def test_db12_score_per_core() -> None:
+    c = comparison()
+    full = c.results[0]
+    assert c.score(full) == pytest.approx(full.events_per_cpu_second / 16.6)

@@ -12,7 +12,7 @@ import yaml
 
 from testbed.inventory import Inventory
 from testbed.results import PublishError, exposition, publish
-from tests.unit.test_report import comparison, repeated
+from tests.unit.test_report import cold, comparison, repeated
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "roles" / "prometheus" / "files" / "magellan.rules.yml"
@@ -34,7 +34,8 @@ def test_exposition_is_valid_and_labelled() -> None:
     text = exposition(repeated(), tolerance_pct=15.0)
     proc = promtool("check", "metrics", stdin=text)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    labels = 'accel="none",node="compute2",platform="bare-metal-halfcpu",reference="compute1",workload="simulate"'
+    labels = 'accel="none",node="compute2",platform="bare-metal-halfcpu",readers="1",reference="compute1"'
+    labels += ',workload="simulate"'
     assert f"magellan_comparison_ratio{{{labels}}} 0.5" in text
     assert f"magellan_comparison_ratio_expected{{{labels}}} 0.5" in text
     assert f"magellan_comparison_tolerance_ratio{{{labels}}} 0.15" in text
@@ -58,3 +59,13 @@ def test_publish_needs_one_prometheus_host(tmp_path: Path) -> None:
     inventory = Inventory(path=tmp_path, groups={"prometheus": []}, hostvars={})
     with pytest.raises(PublishError, match="has 0 hosts"):
         publish(repeated(), inventory, 15.0)
+
+
+def test_storms_and_failed_runs_are_published_without_a_ratio_to_alert_on() -> None:
+    text = exposition(cold("storm", 4, runs2=[None, None]), tolerance_pct=15.0)
+    assert promtool("check", "metrics", stdin=text).returncode == 0
+    c2 = 'accel="none",node="compute2",platform="bare-metal-halfcpu",readers="4",reference="compute1",workload="storm"'
+    assert f"magellan_comparison_failed_runs{{{c2}}} 2.0" in text
+    assert f"magellan_comparison_ratio{{{c2}}}" not in text  # nothing measured: no ratio, no false alert
+    assert 'magellan_comparison_read_bytes_per_second{accel="none",node="compute1"' in text
+    assert 'magellan_comparison_job_cpu_efficiency{accel="none",node="compute1"' in text

@@ -157,3 +157,14 @@ def test_bad_storm_and_missing_input_are_clear_errors(tmp_path: Path, capsys: py
     with pytest.raises(SystemExit):
         cli.main(["analyze", "--job-id", "s", "--jobs-dir", str(tmp_path), "--input", str(tmp_path / "nope.root")])
     assert "no such file" in capsys.readouterr().err
+
+
+def test_analyze_stops_at_its_duration_inside_a_long_pass(tmp_path: Path, events_file: Sample) -> None:
+    """Many inputs make one pass long: --duration still ends the job mid-pass, counting the bytes it read."""
+    path, _ = events_file
+    inputs = [str(path)] * 400
+    proc = run("analyze", "--job-id", "long", "--jobs-dir", str(tmp_path), "--duration", "1", "--input", *inputs)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["wall_seconds"] < 20 and summary["events"] < 400 * EVENTS
+    assert 0 < summary["input_bytes"] <= summary["events"] / EVENTS * path.stat().st_size + 1
