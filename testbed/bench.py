@@ -1,4 +1,5 @@
-"""Benchmarks (`make bench`): cold and warm `make testbed`, and the job exporter's scrape cost.
+"""Benchmarks (`make bench`): cold and warm `make testbed`, the job exporter's scrape cost, the cluster's job start
+latency and CHOS/native ratio, analyze against fio on the same storage, and the exporters' cost to a job.
 
 Prints figures measured in this one run, side by side, with their ratio; asserts nothing about speed.
 """
@@ -17,6 +18,8 @@ from typing import Any, cast
 
 from rich.console import Console
 from rich.table import Table
+
+from testbed.inventory import ansible_command
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,7 +51,7 @@ def on_node(inventory: str, host: str, script: str, *args: str) -> dict[str, Any
         ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
     )
     cmd = [
-        "ansible",
+        ansible_command("ansible"),
         "-i",
         inventory,
         host,
@@ -87,6 +90,29 @@ def cluster_rows(inventory: str, head: str, node: str, env: str) -> tuple[list[t
         (f"CHOS {env} / native ratio", f"{chos['ratio']:.3f}", "expected ~1.00 (a chroot costs no CPU)"),
     ]
     return rows, {"latency": latency, "chos": chos}
+
+
+def workload_rows(inventory: str, node: str) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
+    """analyze's MB/s against fio's sequential-read limit, and simulate's events/s with exporters on vs off."""
+    io = on_node(inventory, node, "analyze_vs_fio.py", "/var/lib/magellan/data", "10", "2")
+    ex = on_node(inventory, node, "exporter_overhead.py", "3000", "3")
+    m = io["medians"]
+    rows = [
+        (
+            "analyze events/s per core (cold input)",
+            f"{m['analyze_events_per_cpu_s']:,.0f}",
+            f"events per CPU second, node {node}",
+        ),
+        ("analyze / fio sequential read MB/s", f"{m['analyze_mb_s']:.2f} / {m['fio_mb_s']:.2f}", "same storage"),
+        ("analyze / fio ratio", f"{io['ratio']:.3f}", "1.00: analyze reads as fast as the storage allows"),
+        (
+            "simulate events/s exporters running / stopped",
+            f"{ex['medians']['running']:.0f} / {ex['medians']['stopped']:.0f}",
+            f"medians of {len(ex['runs']['running'])} interleaved runs on {node}",
+        ),
+        ("exporters running / stopped ratio", f"{ex['ratio']:.3f}", "1.00: monitoring costs the job nothing"),
+    ]
+    return rows, {"analyze_vs_fio": io, "exporter_overhead": ex}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,12 +159,21 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(f"exporter {key}", str(value), f"{args.jobs} jobs")
     console.print(f"cluster: Slurm job start latency and CHOS/native on {args.node}…")
     rows, cluster = cluster_rows(args.inventory, args.head, args.node, args.chos_env)
-    for row in rows:
+    console.print(f"workloads: analyze vs fio, exporters running vs stopped on {args.node}…")
+    more, workloads = workload_rows(args.inventory, args.node)
+    for row in rows + more:
         table.add_row(*row)
     console.print(table)
     (logs / "bench.json").write_text(
         json.dumps(
-            {"cold_s": cold, "warm_s": warm, "warm_changed": changed, "exporter": figures, "cluster": cluster},
+            {
+                "cold_s": cold,
+                "warm_s": warm,
+                "warm_changed": changed,
+                "exporter": figures,
+                "cluster": cluster,
+                "workloads": workloads,
+            },
             indent=2,
         )
     )
