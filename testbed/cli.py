@@ -200,7 +200,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # A report table is wide: do not squeeze it into 80 columns when the output is a pipe or a CI log.
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = Console(width=None if sys.stdout.isatty() else 200)
     try:
         return _compare(args, console)
     except (InventoryError, PromError, compare.CompareError) as exc:

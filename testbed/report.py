@@ -403,12 +403,14 @@ def _plot_storm(storms: list[Comparison], path: Path) -> None:
         if throttle:
             mb.axhline(throttle / 1e6, color=line.get_color(), linestyle="dashed", linewidth=1)
         eff.plot(n, [c.job_efficiency(r) for _, c, r in points], marker="o", label=node)
+    sizes = sorted({c.readers for c in storms})
     for ax, title in ((mb, "aggregate read MB/s (dashed: throttle)"), (eff, "CPU efficiency per reader")):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [str(n) for n in sizes])
         ax.set_xlabel("concurrent readers")
+        ax.set_ylim(bottom=0)
         ax.set_title(title)
         ax.legend()
-    eff.set_ylim(bottom=0)
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)

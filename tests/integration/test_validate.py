@@ -38,6 +38,12 @@ def test_bad_memory_and_blkio() -> None:
     assert "testbed_node_profile.memory=lots must be a size" in out
 
 
+@pytest.mark.parametrize("profile", [{"read_bps": "fast"}, {"read_bps": "5mb", "blkio_device": "sda"}])
+def test_bad_block_io_throttle(profile: dict[str, str]) -> None:
+    out = _validate({"testbed_node_profile": profile})
+    assert "block I/O throttles need blkio_device 'auto'" in out
+
+
 def test_subnet_clash_with_podman_default_network() -> None:
     # podman's own default network is 10.88.0.0/16 on every host with podman.
     out = _validate({"testbed_network_subnet": "10.88.0.0/24"})
