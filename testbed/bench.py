@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from typing import Any, cast
 from rich.console import Console
 from rich.table import Table
 
-from testbed.inventory import ansible_command
+from testbed.inventory import ansible_command, ansible_env, play_result
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,26 +44,11 @@ def site_changed(output: str) -> int:
 
 def on_node(inventory: str, host: str, script: str, *args: str) -> dict[str, Any]:
     """Run one of testbed/nodebench's scripts on an inventory host through Ansible; return its JSON line."""
-    env = dict(
-        os.environ,
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-    )
-    cmd = [
-        ansible_command("ansible"),
-        "-i",
-        inventory,
-        host,
-        "-m",
-        "ansible.builtin.script",
-        "-a",
-        " ".join([str(REPO / "testbed" / "nodebench" / script), *args]),
-    ]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, check=False)
+    cmd = [ansible_command("ansible"), "-i", inventory, host, "-m", "ansible.builtin.script"]
+    cmd += ["-a", " ".join([str(REPO / "testbed" / "nodebench" / script), *args])]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=ansible_env(json_result=True), check=False)
     try:
-        # The JSON document, after whatever line other callbacks (profile_tasks) printed first
-        doc, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{") :])
-        result = doc["plays"][0]["tasks"][0]["hosts"][host]
+        result = play_result(proc.stdout)["plays"][0]["tasks"][0]["hosts"][host]
     except (ValueError, KeyError, IndexError):
         raise SystemExit(f"{script} on {host}: no result (exit {proc.returncode}): {proc.stderr[-2000:]}") from None
     if result.get("rc", 1) != 0:

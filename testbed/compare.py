@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import time
 from collections.abc import Callable, Collection
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from testbed.inventory import Inventory, Node, ansible_command
+from testbed.inventory import Inventory, Node, ansible_command, ansible_env, play_result
 from testbed.prom import PromClient, PromError
 from testbed.report import Comparison, NodeResult
 
@@ -101,9 +100,8 @@ def start_jobs(
     }
     cmd = [ansible_command("ansible-playbook"), "-i", str(inventory.path), str(REPO / "playbooks" / "run_workload.yml")]
     cmd += ["-e", json.dumps(extra)]
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
     with log.open("ab") as err, result.open("wb") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=err, cwd=REPO, env=env)
+        return subprocess.Popen(cmd, stdout=out, stderr=err, cwd=REPO, env=ansible_env(json_result=True))
 
 
 def failed_hosts(output: str, hosts: list[str]) -> dict[str, str]:
@@ -112,9 +110,8 @@ def failed_hosts(output: str, hosts: list[str]) -> dict[str, str]:
     Output that is not that JSON (ansible-playbook itself failed) fails every host of the batch; other callbacks'
     lines after the JSON document (profile_tasks) are ignored."""
     try:
-        data, _ = json.JSONDecoder().raw_decode(output[output.index("{") :])
-        plays = data["plays"]
-    except (ValueError, KeyError, TypeError):
+        plays = play_result(output)["plays"]
+    except ValueError:
         tail = " ".join(output.strip().splitlines()[-3:])[-500:]
         return {h: f"ansible-playbook gave no result ({tail or 'no output'})" for h in hosts}
     failed: dict[str, str] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -60,6 +61,27 @@ def _collect_groups(data: dict[str, Any], name: str, seen: set[str]) -> list[str
     for child in entry.get("children", []):
         hosts += [h for h in _collect_groups(data, child, seen) if h not in hosts]
     return hosts
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def ansible_env(json_result: bool = False) -> dict[str, str]:
+    """Environment for Ansible commands: the repository's ansible.cfg, and with json_result the play's result as
+    one JSON document on stdout (ansible.posix.json; read it with play_result)."""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+    if json_result:
+        env.update(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
+    return env
+
+
+def play_result(output: str) -> dict[str, Any]:
+    """The ansible.posix.json document in output, after or before other callbacks' lines (profile_tasks);
+    ValueError when there is none."""
+    doc, _ = json.JSONDecoder().raw_decode(output[output.index("{") :])
+    if not isinstance(doc, dict) or "plays" not in doc:
+        raise ValueError("not an ansible.posix.json result")
+    return doc
 
 
 def ansible_command(name: str) -> str:

@@ -9,7 +9,6 @@ the tolerance and by more than the run's own spread.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from testbed.inventory import Inventory, ansible_command
+from testbed.inventory import Inventory, ansible_command, ansible_env
 from testbed.report import FAILED, Comparison
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,8 +88,7 @@ def publish(c: Comparison, inventory: Inventory, tolerance_pct: float, textfile_
     args = {"content": exposition(c, tolerance_pct), "dest": dest, "mode": "0644"}
     cmd = [ansible_command("ansible"), "-i", str(inventory.path), hosts[0], "-m", "ansible.builtin.copy"]
     cmd += ["-a", json.dumps(args)]
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, cwd=REPO, env=ansible_env(), capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise PublishError(f"could not write {dest} on {hosts[0]}: {(proc.stdout + proc.stderr)[-1500:]}")
     return f"{hosts[0]}:{dest}"
