@@ -140,9 +140,9 @@ def progress(prom: PromClient, run_id: str) -> dict[str, float]:
 
 def wait_final(
     prom: PromClient, plan: Plan, run_id: str, timeout: float = 90.0, skip: Collection[tuple[str, int]] = ()
-) -> None:
-    """Wait until Prometheus has scraped every job in a final state (finished or failed); runs in skip never
-    started a job (their submission failed), so there is nothing to wait for."""
+) -> set[str]:
+    """Wait until Prometheus has scraped every job in a final state (finished or failed); return the jobs that did
+    not get there in time. Runs in skip never started a job (their submission failed): nothing to wait for."""
     wanted = plan.job_ids(run_id, skip)
     final = 'state=~"finished|failed"'
     expr = f"magellan_job_state{{{_of_run(run_id, final)}}} == 1"
@@ -152,12 +152,8 @@ def wait_final(
         done.update(_values(prom, expr))
         return wanted <= done
 
-    if not prom.wait_until(all_final, timeout):
-        missing = ", ".join(sorted(wanted - done)[:10])
-        raise CompareError(
-            f"Prometheus has no final state for {missing} after {timeout:.0f} s: check that the job exporter "
-            "on those nodes is up (magellan_job_collector_up) and that the job ran"
-        )
+    prom.wait_until(all_final, timeout)
+    return wanted - done
 
 
 def measure(
@@ -254,7 +250,15 @@ def run(
         if proc.returncode != 0:
             for host, why in failed_hosts(result.read_text(errors="replace"), hosts.split(",")).items():
                 failures[(host, rep)] = why
-    wait_final(prom, plan, run_id, skip=failures)
+    late = wait_final(prom, plan, run_id, skip=failures)
+    for node in plan.nodes:
+        for rep in range(plan.repeat):
+            jobs = sorted(late.intersection(plan.run_jobs(run_id, node, rep)))
+            if jobs:
+                failures[(node.name, rep)] = (
+                    f"Prometheus has no final state for {', '.join(jobs[:3])}: check that the job exporter on "
+                    f"{node.name} is up (magellan_job_collector_up) and that the job ran"
+                )
     results = measure(prom, plan, run_id, failures)
     if on_progress:
         on_progress(progress(prom, run_id))

@@ -17,6 +17,7 @@ from testbed.inventory import Node
         (["--repeat", "0"], "--repeat and --storm-repeat must be at least 1"),
         (["--storm-repeat", "0"], "--repeat and --storm-repeat must be at least 1"),
         (["--group", "no_such_platform"], "group 'no_such_platform' is not in inventory"),
+        (["--reference", "compute9"], "--reference compute9 is not a node of group 'workload_nodes'"),
     ],
 )
 def test_bad_campaigns_stop_before_anything_runs(
