@@ -250,7 +250,8 @@ def storm(args: argparse.Namespace, stop: StopFlag) -> int:
         path = os.path.join(args.jobs_dir, f"{args.job_id}-{i}.json")
         with contextlib.suppress(OSError, ValueError), open(path) as f:
             records.append(json.load(f))
-    efficiency = [r["cpu_seconds"] / (r["finished_at"] - r["started_at"]) for r in records if r.get("finished_at")]
+    walls = [(r["cpu_seconds"], (r["finished_at"] or 0.0) - r["started_at"]) for r in records]
+    efficiency = [cpu / wall for cpu, wall in walls if wall > 0]
     summary = {
         "job_id": args.job_id,
         "workload": "storm",
