@@ -70,3 +70,25 @@ def stat_panel(
     for t in targets:
         panel = panel.with_target(t)
     return panel
+
+
+def magellan_dashboard(title: str, uid: str, description: str, tag: str, metric: str) -> dashboard.Dashboard:
+    """A magellan dashboard: its defaults, the $datasource variable, and $platform / $node taken from `metric`."""
+    return (
+        dashboard.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(["magellan", "generated", tag])
+        .refresh("10s")
+        .time("now-30m", "now")
+        .timezone("browser")
+        .editable()
+        .with_variable(datasource_variable())
+        .with_variable(label_variable("platform", "Platform", f"label_values({metric}, platform)"))
+        .with_variable(label_variable("node", "Node", f'label_values({metric}{{platform=~"$platform"}}, node)'))
+    )
+
+
+def running_jobs() -> str:
+    """Running jobs per node and platform, for the selected nodes."""
+    return f'sum by (node, platform) (magellan_job_state{{state="running", {SELECTOR}}})'

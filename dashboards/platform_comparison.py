@@ -7,8 +7,8 @@ from grafana_foundation_sdk.builders import dashboard
 from dashboards.common import (
     RATE,
     SELECTOR,
-    datasource_variable,
-    label_variable,
+    magellan_dashboard,
+    running_jobs,
     stat_panel,
     target,
     timeseries_panel,
@@ -29,24 +29,12 @@ EVENTS = f"magellan_job_events_processed_total{{{SELECTOR}}}"
 
 
 def build() -> dashboard.Dashboard:
-    d = (
-        dashboard.Dashboard("Platform comparison")
-        .uid(UID)
-        .description("ATLAS-like workloads on several platforms: throughput, CPU efficiency, I/O, health.")
-        .tags(["magellan", "generated", "comparison"])
-        .refresh("10s")
-        .time("now-30m", "now")
-        .timezone("browser")
-        .editable()
-        .with_variable(datasource_variable())
-        .with_variable(
-            label_variable("platform", "Platform", "label_values(magellan_job_events_processed_total, platform)")
-        )
-        .with_variable(
-            label_variable(
-                "node", "Node", 'label_values(magellan_job_events_processed_total{platform=~"$platform"}, node)'
-            )
-        )
+    d = magellan_dashboard(
+        "Platform comparison",
+        UID,
+        "ATLAS-like workloads on several platforms: throughput, CPU efficiency, I/O, health.",
+        "comparison",
+        "magellan_job_events_processed_total",
     )
     d = d.with_row(dashboard.Row("Throughput"))
     d = d.with_panel(
@@ -94,8 +82,7 @@ def build() -> dashboard.Dashboard:
             "percentunit",
             [
                 target(
-                    f"{CPU_RATE} / "
-                    f'clamp_min(sum by (node, platform) (magellan_job_state{{state="running", {SELECTOR}}}), 1)',
+                    f"{CPU_RATE} / clamp_min({running_jobs()}, 1)",
                     "{{node}} ({{platform}})",
                 )
             ],

@@ -7,8 +7,8 @@ from grafana_foundation_sdk.builders import dashboard
 from dashboards.common import (
     RATE,
     SELECTOR,
-    datasource_variable,
-    label_variable,
+    magellan_dashboard,
+    running_jobs,
     stat_panel,
     target,
     timeseries_panel,
@@ -16,25 +16,17 @@ from dashboards.common import (
 from dashboards.platform_comparison import per_node_rate
 
 UID = "magellan-storage-concurrency"
-RUNNING = f'sum by (node, platform) (magellan_job_state{{state="running", {SELECTOR}}})'
+RUNNING = running_jobs()
 STORM = f'workload="storm", {SELECTOR}'
 
 
 def build() -> dashboard.Dashboard:
-    d = (
-        dashboard.Dashboard("Storage concurrency")
-        .uid(UID)
-        .description("Concurrent analyze readers on each node's storage: aggregate throughput and per-job efficiency.")
-        .tags(["magellan", "generated", "storage"])
-        .refresh("10s")
-        .time("now-30m", "now")
-        .timezone("browser")
-        .editable()
-        .with_variable(datasource_variable())
-        .with_variable(label_variable("platform", "Platform", "label_values(magellan_job_read_bytes_total, platform)"))
-        .with_variable(
-            label_variable("node", "Node", 'label_values(magellan_job_read_bytes_total{platform=~"$platform"}, node)')
-        )
+    d = magellan_dashboard(
+        "Storage concurrency",
+        UID,
+        "Concurrent analyze readers on each node's storage: aggregate throughput and per-job efficiency.",
+        "storage",
+        "magellan_job_read_bytes_total",
     )
     d = d.with_row(dashboard.Row("Live: what the storage delivers"))
     d = d.with_panel(

@@ -149,10 +149,11 @@ def _run(plan: compare.Plan, inventory: Inventory, prom: PromClient, console: Co
     ) as bar:
         tasks = {n.name: bar.add_task(f"{plan.label} {n.name}", total=total, rate="") for n in plan.nodes}
 
+        mine = {n.name: re.compile(rf"-r\d+-{re.escape(n.name)}(-\d+)?$") for n in plan.nodes}
+
         def show(done: dict[str, float]) -> None:
             for n in plan.nodes:
-                mine = re.compile(rf"-r\d+-{re.escape(n.name)}(-\d+)?$")
-                value = sum(v for job, v in done.items() if mine.search(job))
+                value = sum(v for job, v in done.items() if mine[n.name].search(job))
                 if value:
                     bar.update(tasks[n.name], completed=value, rate=f"{value:,.0f} events")
 
