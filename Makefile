@@ -53,10 +53,16 @@ dist/wheels/.stamp: $(VENV)/.stamp files/node-requirements.txt
 
 bootstrap: $(STATE)/apt.stamp $(VENV)/.stamp dist/.stamp dist/wheels/.stamp
 
+# Bare metal vs virtual: the CPU workload on a bare-metal node and on a guest (group bare_vs_virtual of the local
+# inventory), with the accelerator the guest really ran on next to the ratio. Empty it for inventories without one.
+VIRTUAL_COMPARE ?= --group bare_vs_virtual --workload simulate --reference compute1
+
 testbed: bootstrap
 	@: > $(TIMINGS_FILE)
 	@$(TIMED) site $(PLAYBOOK) playbooks/site.yml
 	@$(TIMED) compare $(BIN)/testbed compare --inventory $(INVENTORY)
+	@if [ -n "$(VIRTUAL_COMPARE)" ]; then \
+	  $(TIMED) compare-virtual $(BIN)/testbed compare --inventory $(INVENTORY) $(VIRTUAL_COMPARE); fi
 
 site: bootstrap
 	@$(TIMED) site $(PLAYBOOK) playbooks/site.yml
@@ -87,16 +93,10 @@ dashboards: bootstrap
 unit: bootstrap
 	$(BIN)/pytest -q tests/unit
 
-# Every role that has molecule scenarios; the image is built once (playbooks/images.yml) and shared.
-MOLECULE_ROLES := $(patsubst roles/%/molecule/,%,$(dir $(wildcard roles/*/molecule/)))
+# Every molecule scenario of every role (tools/molecule-all: the virtual node's runs beside the others); the node and
+# guest images are built once (playbooks/images.yml) and shared.
 molecule: bootstrap
-	@for r in $(MOLECULE_ROLES); do \
-	  for s in roles/$$r/molecule/*/; do \
-	    s=$$(basename $$s); log=$(CURDIR)/$(STATE)/molecule-$$r-$$s.log; \
-	    (cd roles/$$r && $(TIMED) "molecule $$r/$$s" $(BIN)/molecule test -s $$s 2>&1 | tee $$log) || exit 1; \
-	    if grep -q "no tests found" $$log; then echo "molecule $$r/$$s: the verifier found no tests" >&2; exit 1; fi; \
-	  done; \
-	done
+	@MOLECULE=$(BIN)/molecule tools/molecule-all
 
 integration: bootstrap
 	$(BIN)/pytest -q -m integration tests/integration

@@ -10,9 +10,9 @@ from pathlib import Path
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from dashboards import platform_comparison, storage_concurrency
+from dashboards import platform_comparison, storage_concurrency, virtual_nodes
 
-BUILDERS: list[Callable[[], Dashboard]] = [platform_comparison.build, storage_concurrency.build]
+BUILDERS: list[Callable[[], Dashboard]] = [platform_comparison.build, storage_concurrency.build, virtual_nodes.build]
 GENERATED = Path(__file__).resolve().parent / "generated"
 
 

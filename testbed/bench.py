@@ -1,5 +1,6 @@
 """Benchmarks (`make bench`): cold and warm `make testbed`, the job exporter's scrape cost, the cluster's job start
-latency and CHOS/native ratio, analyze against fio on the same storage, and the exporters' cost to a job.
+latency and CHOS/native ratio, analyze against fio on the same storage, the exporters' cost to a job, and virtual
+nodes: a guest's time from define to SSH and the bare-metal/virtual events/s ratio, with the accelerator.
 
 Prints figures measured in this one run, side by side, with their ratio; asserts nothing about speed.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -99,6 +101,49 @@ def workload_rows(inventory: str, node: str) -> tuple[list[tuple[str, str, str]]
     return rows, {"analyze_vs_fio": io, "exporter_overhead": ex}
 
 
+BOOT = re.compile(r"(\S+): ([0-9.]+) s from define to SSH \(accel (\w+)\)")
+
+
+def virtual_rows(
+    inventory: str, bare: str, guest: str, repeat: int = 3
+) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
+    """The CPU workload on a bare-metal node and a guest, interleaved (A B A B); then the guest is removed and
+    defined again, timed from define to SSH by role virtual_node, and the site converged to have it rejoin."""
+    runs: dict[str, list[float]] = {bare: [], guest: []}
+    accel = None
+    for _ in range(repeat):
+        for host in (bare, guest):
+            figures = on_node(inventory, host, "simulate_rate.py", "20")
+            runs[host].append(figures["events_per_second"])
+            accel = figures["accel"] or accel
+    medians = {host: statistics.median(values) for host, values in runs.items()}
+    playbook = [ansible_command("ansible-playbook"), "-i", inventory]
+    logs = REPO / ".testbed" / "bench"
+    _run(
+        [*playbook, "playbooks/virtual.yml", "--limit", guest, "-e", "virtual_node_state=absent"],
+        logs / "vm-absent.log",
+    )
+    _, out = _run([*playbook, "playbooks/virtual.yml"], logs / "vm-boot.log")
+    boot = next((m for m in BOOT.finditer(out) if m.group(1) == guest), None)
+    if boot is None:
+        raise SystemExit(f"no define-to-SSH time for {guest} in {logs / 'vm-boot.log'}")
+    _run([*playbook, "playbooks/site.yml"], logs / "vm-rejoin.log")
+    rows = [
+        (f"guest define → SSH ({guest})", f"{float(boot.group(2)):.0f} s", f"accel {boot.group(3)}"),
+        (
+            f"simulate events/s {bare} / {guest}",
+            f"{medians[bare]:.0f} / {medians[guest]:.0f}",
+            f"medians of {repeat} interleaved 20 s runs, {guest} on accel {accel}",
+        ),
+        (
+            "bare-metal / virtual ratio",
+            f"{medians[bare] / medians[guest]:.2f}",
+            f"accel {accel}: ~1.0-1.1 under KVM; TCG (software emulation) is expected 10-20x slower",
+        ),
+    ]
+    return rows, {"runs": runs, "medians": medians, "accel": accel, "boot_s": float(boot.group(2))}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="testbed.bench", description=__doc__)
     p.add_argument("--skip-cold", action="store_true", help="do not run make clean + cold make testbed")
@@ -107,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--head", default="head", help="Slurm controller (submits the latency jobs)")
     p.add_argument("--node", default="compute1", help="CHOS node for the latency and CHOS/native figures")
     p.add_argument("--chos-env", default="bookworm", help="CHOS environment compared with the node's native one")
+    p.add_argument("--guest", default="vm1", help="virtual node compared with --node and booted again (empty: skip)")
     args = p.parse_args(argv)
     console = Console()
     logs = REPO / ".testbed" / "bench"
@@ -145,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     rows, cluster = cluster_rows(args.inventory, args.head, args.node, args.chos_env)
     console.print(f"workloads: analyze vs fio, exporters running vs stopped on {args.node}…")
     more, workloads = workload_rows(args.inventory, args.node)
+    virtual: dict[str, Any] = {}
+    if args.guest:
+        console.print(f"virtual: simulate on {args.node} vs {args.guest}, then {args.guest} defined and booted again…")
+        guest_rows, virtual = virtual_rows(args.inventory, args.node, args.guest)
+        more += guest_rows
     for row in rows + more:
         table.add_row(*row)
     console.print(table)
@@ -157,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                 "exporter": figures,
                 "cluster": cluster,
                 "workloads": workloads,
+                "virtual": virtual,
             },
             indent=2,
         )

@@ -183,7 +183,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
         results.append(_run(plan, inventory, prom, console))
         if args.publish:
             try:
-                where = publish(results[-1], inventory, args.tolerance)
+                where = publish(results[-1], inventory, args.tolerance, group=args.group)
                 console.print(f"{plan.label}: results published as metrics to {where}")
             except PublishError as exc:
                 unpublished += 1

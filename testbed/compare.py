@@ -133,6 +133,12 @@ def _of_run(run_id: str, extra: str = "") -> str:
     return f'job_id=~"{run_id}-.*"' + (f",{extra}" if extra else "")
 
 
+def virtual_nodes(prom: PromClient) -> dict[str, str]:
+    """node -> the accelerator a virtual node really runs on (kvm, tcg, xen), as its node exporter reports it
+    (role virtual_node); bare-metal nodes are not in it."""
+    return {s.labels["node"]: s.labels.get("accel", "unknown") for s in prom.query("magellan_node_virtual_info == 1")}
+
+
 def progress(prom: PromClient, run_id: str) -> dict[str, float]:
     """Events processed so far per job of this run."""
     return _values(prom, f"magellan_job_events_processed_total{{{_of_run(run_id)}}}")
@@ -175,6 +181,7 @@ def measure(
     failed = _values(prom, f"magellan_job_state{{{_of_run(run_id, failed_state)}}} == 1")
     cpus = _values(prom, "magellan_node_profile_cpus", key="node")
     read_bps = _values(prom, "magellan_node_profile_read_bytes_per_second", key="node")
+    virtual = virtual_nodes(prom)
     results = []
     for node in plan.nodes:
         runs: list[float | None] = []
@@ -200,14 +207,14 @@ def measure(
         results.append(
             NodeResult(
                 node=node.name,
-                platform=node.platform,
+                platform=virtual.get(node.name, node.platform),
                 job_id=",".join(plan.job_id(run_id, node, rep) for rep in range(plan.repeat)),
                 configured_cpus=cpus.get(node.name),
                 events=int(total["events"]),
                 wall_seconds=total["wall"],
                 cpu_seconds=total["cpu"],
                 events_per_second=total["events"] / total["wall"] if total["wall"] > 0 else 0.0,
-                accel=None,  # bare-metal nodes; virtual nodes report their accelerator
+                accel=virtual.get(node.name),  # None on bare metal
                 runs=runs,
                 read_bytes=total["read"],
                 configured_read_bps=read_bps.get(node.name),

@@ -94,7 +94,10 @@ class Comparison:
         return f"{self.workload}-n{self.readers}" if self.workload == "storm" else self.workload
 
     def expected(self, r: NodeResult, ref: NodeResult) -> float | None:
-        """The ratio the device profiles predict: CPU quotas for CPU-bound work, read throttles for cold reads."""
+        """The ratio the device profiles predict: CPU quotas for CPU-bound work, read throttles for cold reads. None
+        against a virtual node: its accelerator's cost is what is measured, no profile predicts it."""
+        if r.accel or ref.accel:
+            return None
         if self.workload in CPU_BOUND and r.configured_cpus and ref.configured_cpus:
             return r.configured_cpus / ref.configured_cpus
         cold = self.parameters.get("cold", False)

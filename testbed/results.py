@@ -20,7 +20,10 @@ from testbed.inventory import Inventory, ansible_command, ansible_env
 from testbed.report import FAILED, Comparison
 
 REPO = Path(__file__).resolve().parent.parent
-LABELS = ["workload", "readers", "node", "platform", "accel", "reference"]
+# group: the inventory group compared (one comparison per group and workload: the campaign of workload_nodes, the
+# bare-metal vs virtual one of bare_vs_virtual); a node in both has one series in each.
+LABELS = ["group", "workload", "readers", "node", "platform", "accel", "reference"]
+DEFAULT_GROUP = "workload_nodes"
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 
 
@@ -28,7 +31,7 @@ class PublishError(RuntimeError):
     """The results could not be written on the Prometheus host."""
 
 
-def exposition(c: Comparison, tolerance_pct: float) -> str:
+def exposition(c: Comparison, tolerance_pct: float, group: str = DEFAULT_GROUP) -> str:
     """The comparison as Prometheus text exposition: one series per node and figure."""
 
     def family(name: str, doc: str) -> GaugeMetricFamily:
@@ -48,7 +51,7 @@ def exposition(c: Comparison, tolerance_pct: float) -> str:
     failed = family("failed_runs", "Repetitions that failed and were left out of the figures.")
     for row in c.rows():
         r = row.result
-        labels = [c.workload, str(c.readers), r.node, r.platform, r.accel or "none", c.reference]
+        labels = [group, c.workload, str(c.readers), r.node, r.platform, r.accel or "none", c.reference]
         failed.add_metric(labels, len(r.failed))
         if row.verdict == FAILED:  # no figures: every repetition failed
             continue
@@ -65,9 +68,9 @@ def exposition(c: Comparison, tolerance_pct: float) -> str:
     finished = GaugeMetricFamily(
         "magellan_comparison_finished_timestamp_seconds",
         "Unix time the comparison ended.",
-        labels=["workload", "readers"],
+        labels=["group", "workload", "readers"],
     )
-    finished.add_metric([c.workload, str(c.readers)], c.finished.timestamp())
+    finished.add_metric([group, c.workload, str(c.readers)], c.finished.timestamp())
 
     class _Collector(Collector):
         def collect(self) -> list[GaugeMetricFamily]:
@@ -78,14 +81,22 @@ def exposition(c: Comparison, tolerance_pct: float) -> str:
     return generate_latest(registry).decode()
 
 
-def publish(c: Comparison, inventory: Inventory, tolerance_pct: float, textfile_dir: str = TEXTFILE_DIR) -> str:
+def publish(
+    c: Comparison,
+    inventory: Inventory,
+    tolerance_pct: float,
+    group: str = DEFAULT_GROUP,
+    textfile_dir: str = TEXTFILE_DIR,
+) -> str:
     """Write the metrics as <textfile_dir>/magellan_comparison_<label>.prom on the Prometheus host (label: the
-    workload, with the readers of a storm: storm-n16), replacing the previous result of that label."""
+    workload, with the readers of a storm: storm-n16; prefixed by the group unless it is workload_nodes),
+    replacing the previous result of that group and label."""
     hosts = inventory.groups.get("prometheus", [])
     if len(hosts) != 1:
         raise PublishError(f"the inventory's group 'prometheus' has {len(hosts)} hosts; publishing needs exactly one")
-    dest = f"{textfile_dir}/magellan_comparison_{c.label}.prom"
-    args = {"content": exposition(c, tolerance_pct), "dest": dest, "mode": "0644"}
+    name = c.label if group == DEFAULT_GROUP else f"{group}_{c.label}"
+    dest = f"{textfile_dir}/magellan_comparison_{name}.prom"
+    args = {"content": exposition(c, tolerance_pct, group), "dest": dest, "mode": "0644"}
     cmd = [ansible_command("ansible"), "-i", str(inventory.path), hosts[0], "-m", "ansible.builtin.copy"]
     cmd += ["-a", json.dumps(args)]
     proc = subprocess.run(cmd, cwd=REPO, env=ansible_env(), capture_output=True, text=True, check=False)

@@ -1,7 +1,8 @@
-"""Network helpers for validate.yml: subnet membership and overlap, with Python's ipaddress."""
+"""Network helpers for the playbooks: subnet membership and overlap, hosts of a subnet, guests' MAC addresses."""
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from typing import Any
 
@@ -37,10 +38,29 @@ def testbed_overlaps(subnet: str, others: list[Any]) -> list[str]:
     return found
 
 
+def testbed_subnet_host(subnet: str, index: int) -> str:
+    """The index-th address of subnet (1 is the first host), for example the bridge address of a guest network."""
+    return str(ipaddress.ip_network(subnet, strict=True)[int(index)])
+
+
+def testbed_subnet_prefix(subnet: str) -> int:
+    """The prefix length of subnet: 24 for 10.213.8.0/24."""
+    return ipaddress.ip_network(subnet, strict=True).prefixlen
+
+
+def testbed_mac(name: str) -> str:
+    """A stable, locally administered MAC in QEMU's 52:54:00 range, from a guest's name."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "testbed_in_subnet": testbed_in_subnet,
             "testbed_valid_subnet": testbed_valid_subnet,
             "testbed_overlaps": testbed_overlaps,
+            "testbed_subnet_host": testbed_subnet_host,
+            "testbed_subnet_prefix": testbed_subnet_prefix,
+            "testbed_mac": testbed_mac,
         }

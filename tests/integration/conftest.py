@@ -79,6 +79,15 @@ def campaign(site: Inventory, prom: PromClient, tmp_path_factory: pytest.TempPat
 
 
 @pytest.fixture(scope="session")
+def bare_vs_virtual(site: Inventory, prom: PromClient, tmp_path_factory: pytest.TempPathFactory) -> Comparison:
+    """make testbed's second comparison: the CPU workload on compute1 and on the guest vm1, published."""
+    plan = compare.Plan(nodes=site.nodes("bare_vs_virtual"), duration=20, repeat=2, seed=7, reference="compute1")
+    c = compare.run(site, plan, prom, tmp_path_factory.mktemp("logs"))
+    publish(c, site, 15.0, group="bare_vs_virtual")
+    return c
+
+
+@pytest.fixture(scope="session")
 def comparison(campaign: list[Comparison]) -> Comparison:
     """The campaign's simulate comparison (CPU-bound: the CPU quotas are its known answer)."""
     return campaign[0]

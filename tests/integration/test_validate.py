@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 def _validate(extra_vars: dict[str, object]) -> str:
     proc = ansible_playbook("validate.yml", "-e", json.dumps(extra_vars), check=False)
     assert proc.returncode != 0, "validate.yml accepted a bad inventory"
-    return proc.stdout
+    return " ".join(proc.stdout.split())  # messages as one line, however the callback wraps them
 
 
 def test_good_inventory_passes() -> None:
@@ -70,3 +70,25 @@ def test_slurm_partition_without_nodes() -> None:
 def test_slurm_node_override_out_of_range() -> None:
     out = _validate({"slurm_node_cpus": 0})
     assert "slurm_node_cpus=0 must be 1-4096" in out
+
+
+def test_guest_larger_than_its_hypervisor() -> None:
+    out = _validate({"virtual_node_vcpus": 64})
+    assert "Host vm1: virtual_node_vcpus=64 and virtual_node_memory_mb=1536 must fit its hypervisor hv1" in out
+    out = _validate({"virtual_node_memory_mb": 10_000_000})
+    assert "Host vm1: virtual_node_vcpus=1 and virtual_node_memory_mb=10000000 must fit its hypervisor hv1" in out
+
+
+def test_unknown_hypervisor() -> None:
+    out = _validate({"virtual_node_hypervisor": "vmware"})
+    assert "Host vm1:" in out and "virtual_node_hypervisor=vmware one of kvm, xen (hypervisors the testbed" in out
+
+
+def test_missing_guest_image() -> None:
+    out = _validate({"virtual_node_image": "centos7"})
+    assert "Host vm1: virtual_node_image=centos7 is not an image of its hypervisor hv1" in out
+
+
+def test_bad_hypervisor_settings() -> None:
+    out = _validate({"kvm_host_network_subnet": "10.213.7.0/24"})  # the site's own subnet
+    assert "Host hv1: kvm_host_hypervisor=kvm" in out and "does not overlap the site's subnets" in out

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from dashboards import virtual_nodes
 from dashboards.__main__ import BUILDERS, GENERATED, render
 from dashboards.queries import check_dashboards, expand, panel_queries
 from testbed.prom import PromClient
+from testbed.report import Comparison, NodeResult
+from testbed.results import exposition
+from tests.conftest import free_port
+from tests.unit.test_report import T0
 
 REPO = Path(__file__).resolve().parents[2]
+VIRSH = REPO / "tests" / "fixtures" / "virsh"
 
 
 def dashboards() -> list[dict[str, object]]:
@@ -41,7 +52,7 @@ def test_check_detects_drift(tmp_path: Path) -> None:
 
 def test_every_panel_is_described_typed_and_queried() -> None:
     for dash in dashboards():
-        assert dash["uid"] in ("magellan-platform-comparison", "magellan-storage-concurrency")
+        assert dash["uid"] in ("magellan-platform-comparison", "magellan-storage-concurrency", "magellan-virtual-nodes")
         names = [v["name"] for v in dash["templating"]["list"]]  # type: ignore[index]
         assert names == ["datasource", "platform", "node"]
         panels = [p for p in dash["panels"] if p["type"] != "row"]  # type: ignore[union-attr]
@@ -69,3 +80,109 @@ def test_every_query_parses_on_real_prometheus(
     assert check_dashboards(prom, GENERATED, require_data=False) == []
     bad = GENERATED.parent / "nonexistent"
     assert check_dashboards(prom, bad) == []
+
+
+def virtual_dashboard() -> dict[str, object]:
+    return json.loads(render(virtual_nodes.build)[1])  # type: ignore[no-any-return]
+
+
+def test_virtual_nodes_legends_name_hypervisor_and_accel() -> None:
+    dash = virtual_dashboard()
+    assert dash["title"] == "Virtual nodes"
+    queries = panel_queries(dash)
+    panels: list[dict[str, Any]] = dash["panels"]  # type: ignore[assignment]
+    legends = {(p["title"], t["refId"]): t["legendFormat"] for p in panels for t in p.get("targets", [])}
+    own = ("magellan_virt_collector_up", "magellan_virt_errors_total", "magellan_virt_scrape_duration_seconds")
+    per_domain = [q for q in queries if "magellan_virt_" in q.expr and not any(m in q.expr for m in own)]
+    assert len(per_domain) == 10  # vCPU, steal, block r/w, net rx/tx, balloon, RSS, state, domains running
+    for q in per_domain:
+        assert "{{hypervisor}}" in legends[q.panel, q.ref_id] and "{{accel}}" in legends[q.panel, q.ref_id], q
+    for q in queries:
+        if "magellan_virt_" in q.expr:
+            assert 'platform=~"$platform", node=~"$node"' in q.expr, q
+
+
+def virtual_comparison(reference: str) -> Comparison:
+    """A published simulate comparison: bare metal at full and half CPU, two virtual nodes (TCG, KVM); one has an
+    accel label, the other only its platform."""
+    nodes = [
+        NodeResult("compute1", "bare-metal", "a", 1.0, 45000, 30.0, 29.9, 1500.0),
+        NodeResult("compute2", "bare-metal-halfcpu", "b", 0.5, 22500, 30.0, 15.0, 750.0),
+        NodeResult("vm-tcg", "tcg", "c", 1.0, 11250, 30.0, 29.9, 375.0, accel="tcg"),
+        NodeResult("vm-kvm", "kvm", "d", 1.0, 42750, 30.0, 29.9, 1425.0),  # accel "none", as compare publishes it now
+    ]
+    return Comparison("simulate", {"run_id": "cmp-virt"}, reference, T0, T0, nodes)
+
+
+@pytest.fixture
+def comparison_target() -> Iterator[str]:
+    """host:port serving the comparison's metrics as testbed compare publishes them (reference: compute2)."""
+    body = exposition(virtual_comparison("compute2"), tolerance_pct=15.0).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def virt_exporter(tmp_path: Path) -> Iterator[str]:
+    """host:port of the real magellan-virt-exporter process, its virsh a script answering with the captures of a
+    libvirt 9.0 hypervisor: magellan-tcg1 running (TCG), magellan-kvm-off shut off."""
+    virsh = tmp_path / "virsh"
+    virsh.write_text(
+        f'#!/bin/sh\nfor a in "$@"; do last=$a; done\ncase " $* " in\n'
+        f'  *" domstats "*) cat {VIRSH}/domstats-running.txt ;;\n'
+        f'  *" dumpxml "*) cat {VIRSH}/dumpxml-$last.xml ;;\nesac\n'
+    )
+    virsh.chmod(virsh.stat().st_mode | stat.S_IXUSR)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exporters.virt", f"--web.listen-address=127.0.0.1:{port}", f"--virsh.path={virsh}",
+         "--node.name=hv1"],
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_virtual_nodes_queries_answer_from_the_exporter_and_the_comparison(
+    live_prometheus: Callable[[list[str]], PromClient], virt_exporter: str, comparison_target: str
+) -> None:
+    prom = live_prometheus([virt_exporter, comparison_target])
+    queries = {q.panel + " " + q.ref_id: expand(q.expr) for q in panel_queries(virtual_dashboard())}
+    deadline = time.monotonic() + 30
+    while empty := [name for name, expr in queries.items() if not prom.query(expr)]:  # rates need two scrapes
+        assert time.monotonic() < deadline, f"no data for {empty}"
+        time.sleep(1)
+
+    def values(panel: str, label: str) -> dict[str, float]:
+        return {s.labels[label]: s.value for s in prom.query(queries[panel])}
+
+    assert values("Memory: balloon and host RSS A", "domain") == {"magellan-tcg1": 268435456.0}
+    assert values("Memory: balloon and host RSS B", "domain") == {"magellan-tcg1": 238387200.0}
+    assert values("Domain state A", "domain") == {"magellan-tcg1": 1.0, "magellan-kvm-off": 1.0}
+    assert {s.labels["state"] for s in prom.query(queries["Domain state A"])} == {"running", "shutoff"}
+    assert values("Domains running A", "accel") == {"tcg": 1.0, "kvm": 0.0}
+    assert prom.query(queries["Virt exporters up A"])[0].value == 1
+    assert prom.query(queries["virsh errors in the time range A"])[0].value == 0
+    for panel in ("vCPU utilisation A", "vCPU steal A", "Block I/O A", "Network I/O B"):
+        assert {
+            (s.labels["domain"], s.labels["hypervisor"], s.labels["accel"]) for s in prom.query(queries[panel])
+        } == {("magellan-tcg1", "qemu", "tcg")}, panel  # a shut-off domain has no figures but its state
+    # virtual simulate events/s over the fastest bare-metal node's, whichever node the comparison took as reference
+    ratio = values("Simulate speed of virtual nodes relative to bare metal A", "node")
+    assert ratio == pytest.approx({"vm-tcg": 0.25, "vm-kvm": 0.95})

@@ -21,7 +21,11 @@ def test_local_inventory() -> None:
         {"cpus": 0.5, "read_bps": "10mb"},
     )
     assert inv.prometheus_url() == "http://10.213.7.10:9090"
-    assert set(inv.groups["podman_nodes"]) == {"head", "compute1", "compute2"}
+    assert set(inv.groups["podman_nodes"]) == {"head", "compute1", "compute2", "hv1"}
+    # The guest is no podman node; its platform is the accelerator found at build time, not an inventory value.
+    vm1 = inv.node("vm1")
+    assert (vm1.address, vm1.platform) == ("10.213.8.11", "unknown")
+    assert [n.name for n in inv.nodes("bare_vs_virtual")] == ["compute1", "vm1"]
 
 
 def test_example_site_inventory_parses() -> None:

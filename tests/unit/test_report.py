@@ -44,6 +44,13 @@ def test_ratios_and_deviation() -> None:
     assert rows["vm1"].expected is None and rows["vm1"].deviation_pct is None
 
 
+def test_no_profile_predicts_a_virtual_node() -> None:
+    # Even with a CPU figure (its vCPUs), a guest's ratio is the accelerator's cost: nothing to check it against.
+    c = comparison()
+    c.results[2] = replace(c.results[2], configured_cpus=1.0)
+    assert {r.result.node: r.expected for r in c.rows()} == {"compute1": 1.0, "compute2": 0.5, "vm1": None}
+
+
 def test_known_answer_check() -> None:
     c = comparison()
     assert c.known_answer_ok(15.0)

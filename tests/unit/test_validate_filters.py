@@ -30,3 +30,14 @@ def test_overlaps_ignores_default_route_and_junk() -> None:
     routes = ["default", "10.0.0.0/8", "192.168.1.0/24", "10.213.7.128/25", "fe80::/64", "garbage"]
     assert net.testbed_overlaps("10.213.7.0/24", routes) == ["10.0.0.0/8", "10.213.7.128/25"]
     assert net.testbed_overlaps("172.31.0.0/24", routes) == []
+
+
+def test_subnet_host_and_prefix() -> None:
+    assert net.testbed_subnet_host("10.213.8.0/24", 1) == "10.213.8.1"
+    assert net.testbed_subnet_prefix("10.213.8.0/24") == 24
+
+
+def test_mac_is_stable_and_in_qemus_range() -> None:
+    mac = net.testbed_mac("vm1")
+    assert mac == net.testbed_mac("vm1") != net.testbed_mac("vm2")
+    assert mac.startswith("52:54:00:") and len(mac.split(":")) == 6

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Customise a fresh debootstrap tree so that it boots as a node: systemd as init, sshd reachable with a key
-# supplied at run time, per-node SSH host keys, apt sources for the suite. Args: TREE SUITE MIRROR.
+# supplied at run time, per-node SSH host keys, apt sources for the suite. Args: TREE SUITE MIRROR [KIND]; KIND
+# guest keeps the package lists (customize-guest.sh then makes the tree a guest's).
 set -eu
-tree=$1 suite=$2 mirror=$3
+tree=$1 suite=$2 mirror=$3 kind=${4:-node}
 
 cat > "$tree/etc/apt/sources.list" <<EOS
 deb $mirror $suite main
@@ -41,7 +42,12 @@ fi
 
 : > "$tree/etc/machine-id"
 rm -f "$tree/etc/hostname"
-rm -rf "$tree"/var/cache/apt/archives/*.deb "$tree"/var/lib/apt/lists/*_* "$tree"/var/log/*.log
-# No package lists: the first apt run on a node must refresh them (cache_valid_time looks at this mtime).
-rm -f "$tree"/var/lib/apt/periodic/update-success-stamp
-touch -d @0 "$tree/var/lib/apt/lists"
+rm -rf "$tree"/var/cache/apt/archives/*.deb "$tree"/var/log/*.log
+# No package lists: the first apt run on a node must refresh them (cache_valid_time looks at this mtime). A guest
+# keeps debootstrap's: the packages its roles install are in the tree, and apt-get update under software emulation
+# takes minutes; they age out after the roles' cache_valid_time.
+if [ "$kind" != guest ]; then
+  rm -rf "$tree"/var/lib/apt/lists/*_*
+  rm -f "$tree"/var/lib/apt/periodic/update-success-stamp
+  touch -d @0 "$tree/var/lib/apt/lists"
+fi

@@ -1,0 +1,37 @@
+#!/bin/sh
+# Make a node tree (after customize.sh TREE SUITE MIRROR guest) a virtual machine's: it boots from a disk labelled
+# magellan-root, cloud-init reads its NoCloud seed (hostname, SSH key, network) from a disk labelled cidata, and it
+# does at boot only what a node needs — under software emulation (TCG) every service costs seconds. Args: TREE.
+set -eu
+tree=$1
+
+echo 'LABEL=magellan-root / ext4 errors=remount-ro 0 1' > "$tree/etc/fstab"
+rm -f "$tree/etc/systemd/system/systemd-remount-fs.service"
+
+cat > "$tree/etc/cloud/cloud.cfg.d/90_magellan.cfg" <<'EOS'
+datasource_list: [NoCloud, None]
+cloud_init_modules: [seed_random, write_files, growpart, resizefs, set_hostname, update_hostname, update_etc_hosts]
+cloud_config_modules: []
+cloud_final_modules: []
+EOS
+# The init stages apply the seed; the config and final stages would have nothing to do.
+for unit in cloud-config.service cloud-final.service; do
+  ln -sf /dev/null "$tree/etc/systemd/system/$unit"
+done
+
+# Services and timers the packages enabled: the node roles enable what the node needs, when it is configured.
+for unit in munge.service slurmd.service prometheus-node-exporter.service e2scrub_reap.service; do
+  rm -f "$tree/etc/systemd/system/multi-user.target.wants/$unit"
+done
+for unit in apt-daily-upgrade.timer apt-daily.timer dpkg-db-backup.timer e2scrub_all.timer fstrim.timer; do
+  rm -f "$tree/etc/systemd/system/timers.target.wants/$unit"
+done
+
+# One host key (ed25519): RSA key generation alone takes half a minute under TCG.
+cat > "$tree/etc/systemd/system/ssh.service.d/10-hostkeys.conf" <<'EOS'
+[Service]
+ExecStartPre=
+ExecStartPre=/bin/sh -c 'test -s /etc/ssh/ssh_host_ed25519_key || ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key'
+ExecStartPre=/usr/sbin/sshd -t
+EOS
+echo 'HostKey /etc/ssh/ssh_host_ed25519_key' > "$tree/etc/ssh/sshd_config.d/10-magellan-hostkey.conf"
