@@ -90,5 +90,8 @@ def test_missing_guest_image() -> None:
 
 
 def test_bad_hypervisor_settings() -> None:
-    out = _validate({"kvm_host_network_subnet": "10.213.7.0/24"})  # the site's own subnet
-    assert "Host hv1: kvm_host_hypervisor=kvm" in out and "does not overlap the site's subnets" in out
+    out = _validate({"kvm_host_uplink": "not an interface"})
+    assert (
+        "Host hv1: kvm_host_hypervisor=kvm" in out
+        and "kvm_host_uplink=not an interface and kvm_host_bridge=mgvirt0 interface names" in out
+    )

@@ -24,7 +24,7 @@ def test_local_inventory() -> None:
     assert set(inv.groups["podman_nodes"]) == {"head", "compute1", "compute2", "hv1"}
     # The guest is no podman node; its platform is the accelerator found at build time, not an inventory value.
     vm1 = inv.node("vm1")
-    assert (vm1.address, vm1.platform) == ("10.213.8.11", "unknown")
+    assert (vm1.address, vm1.platform) == ("10.213.7.21", "unknown")
     assert [n.name for n in inv.nodes("bare_vs_virtual")] == ["compute1", "vm1"]
 
 
