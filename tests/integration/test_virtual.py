@@ -62,5 +62,7 @@ def test_virtualisation_exporter_reports_the_guest(site: Inventory, prom: PromCl
     assert prom.wait_until(lambda: bool(prom.query(busy)), timeout=60, interval=5), "no vCPU time for vm1"
 
     state = prom.query('magellan_virt_domain_state{domain="vm1", state="running"} == 1')
-    assert [(s.labels["node"], s.labels["hypervisor"], s.labels["accel"]) for s in state] == [("hv1", "kvm", accel)]
+    # The exporter names libvirt's driver: qemu for a TCG domain, kvm for a KVM one.
+    driver = "kvm" if accel == "kvm" else "qemu"
+    assert [(s.labels["node"], s.labels["hypervisor"], s.labels["accel"]) for s in state] == [("hv1", driver, accel)]
     assert prom.query('magellan_virt_memory_current_bytes{domain="vm1"}')[0].value == 1536 * 1024 * 1024
