@@ -93,8 +93,8 @@ dashboards: bootstrap
 unit: bootstrap
 	$(BIN)/pytest -q tests/unit
 
-# Every molecule scenario of every role (tools/molecule-all: the virtual node's runs beside the others); the node and
-# guest images are built once (playbooks/images.yml) and shared.
+# Every molecule scenario of every role (tools/molecule-all); the node and guest images are built once
+# (playbooks/images.yml) and shared.
 molecule: bootstrap
 	@MOLECULE=$(BIN)/molecule tools/molecule-all
 
