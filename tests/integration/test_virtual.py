@@ -40,8 +40,8 @@ def test_bare_metal_vs_virtual_ratio_with_its_accelerator(bare_vs_virtual: Compa
     assert bare.result.accel is None and bare.verdict == "reference"
     assert vm.result.events > 0 and not vm.result.failed
     assert vm.expected is None  # no device profile predicts an accelerator's cost
-    # KVM is near bare metal; TCG (software emulation) is slower, never faster.
-    assert 0.5 < vm.ratio < 1.2 if accel == "kvm" else 0.01 < vm.ratio < 0.9, vm.ratio
+    # KVM is near bare metal; TCG (software emulation) is far slower (here about 1/40 to 1/100), never faster.
+    assert 0.5 < vm.ratio < 1.2 if accel == "kvm" else 0.001 < vm.ratio < 0.9, vm.ratio
     console = Console(width=220, record=True)
     console.print(table(bare_vs_virtual))
     line = next(x for x in console.export_text().splitlines() if x.startswith("vm1"))
