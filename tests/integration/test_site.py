@@ -98,14 +98,8 @@ def test_every_dashboard_query_returns_data(
     assert failures == [], "\n".join(failures)
 
 
-# The guest under software emulation takes ~5 s per task: its roles' idempotence and check mode are proven by the
-# molecule scenario roles/virtual_node/molecule/default (virtual_node, MUNGE, Slurm on a guest) and, for the other
-# roles, on the bare-metal nodes here; these two full passes leave it out to keep make test within its budget.
-NO_GUESTS = ("--limit", "all:!virtual_nodes")
-
-
 def test_second_converge_changes_nothing(comparison: Comparison) -> None:
-    proc = ansible_playbook("site.yml", *NO_GUESTS)
+    proc = ansible_playbook("site.yml")
     counters = recap(proc.stdout)
     assert counters, proc.stdout[-2000:]
     changed = {host: c["changed"] for host, c in counters.items() if c.get("changed")}
@@ -120,6 +114,6 @@ def test_report_is_written(campaign: list[Comparison], tmp_path: Path) -> None:
 
 
 def test_check_mode_on_a_converged_site_changes_nothing(comparison: Comparison) -> None:
-    proc = ansible_playbook("site.yml", "--check", "--diff", *NO_GUESTS)
+    proc = ansible_playbook("site.yml", "--check", "--diff")
     changed = {host: c["changed"] for host, c in recap(proc.stdout).items() if c.get("changed")}
     assert changed == {}, f"--check --diff reported changes: {changed}\n{proc.stdout[-4000:]}"
