@@ -94,7 +94,15 @@ def test_a_failed_run_is_marked_and_the_campaign_goes_on(site: Inventory, tmp_pa
 def test_every_dashboard_query_returns_data(
     campaign: list[Comparison], bare_vs_virtual: Comparison, prom: PromClient
 ) -> None:
-    failures = check_dashboards(prom, REPO / "dashboards" / "generated")
+    # The fixtures publish their results just before: Prometheus sees them at its next scrapes (every 5 s), and a
+    # rate() needs two samples. A query still without data after 90 s is a failure.
+    failures: list[str] = []
+
+    def no_failures() -> bool:
+        failures[:] = check_dashboards(prom, REPO / "dashboards" / "generated")
+        return not failures
+
+    prom.wait_until(no_failures, timeout=90, interval=10)
     assert failures == [], "\n".join(failures)
 
 
