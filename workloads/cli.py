@@ -213,9 +213,16 @@ def evict(path: str) -> None:
         os.close(fd)
 
 
+def reader_inputs(inputs: list[str], readers: int, i: int) -> list[str]:
+    """The inputs of storm reader i: every readers-th file from file i on, so that with at least a file per reader
+    no two readers ever read the same file (one would find the other's pages cached and the storage would not be
+    what they measure); with fewer files than readers, reader i reads file i modulo their number."""
+    return inputs[i::readers] or [inputs[i % len(inputs)]]
+
+
 def storm(args: argparse.Namespace, stop: StopFlag) -> int:
-    """Fork --readers analyze jobs at once on the inputs; report their aggregate MB/s and efficiency. Reader i
-    reads the inputs from file i (modulo their number) on, so with one file per reader each reads its own.
+    """Fork --readers analyze jobs at once on the inputs; report their aggregate MB/s and efficiency. The readers
+    share the inputs out (reader_inputs): with a file per reader each reads its own, again and again.
 
     uproot is imported once, before the fork, so N readers cost N processes but not N interpreter start-ups.
     Each reader is a job of its own (<job id>-<i>, its own progress file); SIGTERM reaches every reader."""
@@ -228,8 +235,7 @@ def storm(args: argparse.Namespace, stop: StopFlag) -> int:
         if pid == 0:  # the reader: an analyze job of its own
             reader = argparse.Namespace(**vars(args), output=None)
             reader.job_id = f"{args.job_id}-{i}"
-            first = i % len(args.input)  # reader i starts at file i: with a file per reader, none share a cache
-            reader.input = args.input[first:] + args.input[:first]
+            reader.input = reader_inputs(args.input, args.readers, i)
             code = 1
             try:
                 code = analyze(reader, stop)

@@ -298,3 +298,17 @@ def test_db12_command_prints_its_score(capsys: pytest.CaptureFixture[str]) -> No
     assert out["unit"] == "DB12" and out["score"] > 0
     with pytest.raises(SystemExit):
         cli.main(["db12", "--fraction", "2"])
+
+
+@pytest.mark.parametrize(
+    ("files", "readers", "expected"),
+    [
+        (4, 4, [["f0"], ["f1"], ["f2"], ["f3"]]),  # a file each: none reads another's (its pages would be cached)
+        (5, 2, [["f0", "f2", "f4"], ["f1", "f3"]]),  # more files than readers: shared out, never shared
+        (2, 3, [["f0"], ["f1"], ["f0"]]),  # fewer files than readers: some must share
+        (1, 1, [["f0"]]),
+    ],
+)
+def test_storm_readers_share_the_inputs_out(files: int, readers: int, expected: list[list[str]]) -> None:
+    inputs = [f"f{i}" for i in range(files)]
+    assert [cli.reader_inputs(inputs, readers, i) for i in range(readers)] == expected
