@@ -99,7 +99,7 @@ molecule: bootstrap
 	@MOLECULE=$(BIN)/molecule tools/molecule-all
 
 integration: bootstrap
-	$(BIN)/pytest -q -m integration tests/integration
+	$(BIN)/pytest -q -m integration tests/integration --durations=15
 
 bench: bootstrap
 	$(BIN)/python -m testbed.bench --inventory $(INVENTORY)
