@@ -101,7 +101,7 @@ def workload_rows(inventory: str, node: str) -> tuple[list[tuple[str, str, str]]
     return rows, {"analyze_vs_fio": io, "exporter_overhead": ex}
 
 
-BOOT = re.compile(r"(\S+): ([0-9.]+) s from define to SSH \(accel (\w+)\)")
+BOOT = re.compile(r"([\w.-]+): ([0-9.]+) s from define to SSH \(accel (\w+)\)")
 
 
 def virtual_rows(
