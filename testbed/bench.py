@@ -48,7 +48,9 @@ def on_node(inventory: str, host: str, script: str, *args: str) -> dict[str, Any
     """Run one of testbed/nodebench's scripts on an inventory host through Ansible; return its JSON line."""
     cmd = [ansible_command("ansible"), "-i", inventory, host, "-m", "ansible.builtin.script"]
     cmd += ["-a", " ".join([str(REPO / "testbed" / "nodebench" / script), *args])]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=ansible_env(json_result=True), check=False)
+    proc = subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, env=ansible_env(json_result=True, one_task=True), check=False
+    )
     try:
         result = play_result(proc.stdout)["plays"][0]["tasks"][0]["hosts"][host]
     except (ValueError, KeyError, IndexError):

@@ -99,7 +99,7 @@ def publish(
     args = {"content": exposition(c, tolerance_pct, group), "dest": dest, "mode": "0644"}
     cmd = [ansible_command("ansible"), "-i", str(inventory.path), hosts[0], "-m", "ansible.builtin.copy"]
     cmd += ["-a", json.dumps(args)]
-    proc = subprocess.run(cmd, cwd=REPO, env=ansible_env(), capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, cwd=REPO, env=ansible_env(one_task=True), capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise PublishError(f"could not write {dest} on {hosts[0]}: {(proc.stdout + proc.stderr)[-1500:]}")
     return f"{hosts[0]}:{dest}"

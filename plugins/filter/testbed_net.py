@@ -1,4 +1,5 @@
-"""Network helpers for the playbooks: subnet membership and overlap, hosts of a subnet, guests' MAC addresses."""
+"""Network helpers for the playbooks: subnet membership and overlap, hosts of a subnet, guests' MAC addresses, the
+connection that moves big files."""
 
 from __future__ import annotations
 
@@ -54,6 +55,14 @@ def testbed_mac(name: str) -> str:
     return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
 
 
+def testbed_bulk_connection(host_vars: Any) -> str:
+    """The connection to copy big files (images, archives) to a host: Ansible's own SSH connection for a host reached
+    over SSH, its own connection otherwise. Mitogen (the project's strategy) moves files at ~8 MB/s here: the 1 GB
+    guest image took 125 s, against ~10 s by sftp."""
+    connection = str(host_vars.get("ansible_connection") or "ssh")
+    return "ansible.builtin.ssh" if connection in ("ssh", "mitogen_ssh") else connection
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -63,4 +72,5 @@ class FilterModule:
             "testbed_subnet_host": testbed_subnet_host,
             "testbed_subnet_prefix": testbed_subnet_prefix,
             "testbed_mac": testbed_mac,
+            "testbed_bulk_connection": testbed_bulk_connection,
         }

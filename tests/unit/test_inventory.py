@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed.inventory import InventoryError, load_inventory
+from testbed.inventory import InventoryError, ansible_env, load_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,3 +51,11 @@ def test_empty_group_is_a_clear_error(tmp_path: Path) -> None:
     inv = load_inventory(tmp_path)
     with pytest.raises(InventoryError, match=r"has no hosts|is not in inventory"):
         inv.nodes("empty_platform")
+
+
+def test_ad_hoc_runs_use_ansibles_own_strategy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANSIBLE_STRATEGY", raising=False)
+    assert ansible_env(one_task=True)["ANSIBLE_STRATEGY"] == "linear"
+    playbook = ansible_env(json_result=True)
+    assert "ANSIBLE_STRATEGY" not in playbook  # ansible.cfg's (Mitogen) for playbooks
+    assert playbook["ANSIBLE_STDOUT_CALLBACK"] == "ansible.posix.json"

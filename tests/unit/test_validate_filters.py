@@ -41,3 +41,10 @@ def test_mac_is_stable_and_in_qemus_range() -> None:
     mac = net.testbed_mac("vm1")
     assert mac == net.testbed_mac("vm1") != net.testbed_mac("vm2")
     assert mac.startswith("52:54:00:") and len(mac.split(":")) == 6
+
+
+def test_big_files_go_by_ansibles_own_ssh() -> None:
+    assert net.testbed_bulk_connection({}) == "ansible.builtin.ssh"
+    assert net.testbed_bulk_connection({"ansible_connection": "ssh"}) == "ansible.builtin.ssh"
+    assert net.testbed_bulk_connection({"ansible_connection": "podman"}) == "podman"
+    assert net.testbed_bulk_connection({"ansible_connection": "local"}) == "local"
