@@ -17,7 +17,8 @@ pytestmark = pytest.mark.integration
 def test_comparison_jobs_are_in_slurm_accounting(site: Inventory, comparison: Comparison) -> None:
     run_id = comparison.parameters["run_id"]
     names = [f"{run_id}-r{rep}-{node}" for rep in (0, 1) for node in ("compute1", "compute2")]
-    query = f"--name={','.join(names)} --allocations --format=JobName,Partition,NodeList,State"
+    # --name alone looks from midnight on: a campaign before midnight and this test after it found nothing.
+    query = f"--starttime=now-1days --name={','.join(names)} --allocations --format=JobName,Partition,NodeList,State"
     out = node_shell(site, "head", f"sacct --allusers --noheader --parsable2 {query}")
     rows = sorted(line.split("|") for line in out.stdout.splitlines())
     expected = sorted([name, "chos", name.rsplit("-", 1)[1], "COMPLETED"] for name in names)
