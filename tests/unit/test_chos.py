@@ -1,5 +1,5 @@
 """The chos command: how a job's environment is chosen, and its messages. (Running through schroot is
-tested for real in roles/chos/molecule.)"""
+tested for real by the slurm role's molecule scenario, tests/test_chos.py.)"""
 
 from __future__ import annotations
 

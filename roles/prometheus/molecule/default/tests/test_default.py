@@ -3,6 +3,7 @@
 import json
 import time
 
+testinfra_hosts = ["podman://molecule-monitoring"]
 PROM = "http://127.0.0.1:9090"
 
 

@@ -7,7 +7,7 @@ import time
 import pytest
 import testinfra
 
-testinfra_hosts = ["molecule-head"]
+testinfra_hosts = ["podman://molecule-head"]
 NODES = ("molecule-c1", "molecule-c2")
 BULLSEYE = re.compile(r"^11\.\d+$")
 BOOKWORM = re.compile(r"^12\.\d+$")
@@ -68,8 +68,7 @@ with open("/tmp/acct.bin", "wb") as f:
     f.write(os.urandom(16 << 20))
     f.flush()
     os.fsync(f.fileno())
-t = time.time()
-while time.time() - t < 6:
+while time.process_time() < 6:  # 6 s of CPU, however busy the machine is (make test converges the site beside it)
     pass
 os.remove("/tmp/acct.bin")
 """
@@ -89,7 +88,7 @@ def test_sacct_has_cpu_memory_and_io(host):
         time.sleep(1)
     assert rows[0][1] == "COMPLETED"
     minutes, seconds = rows[0][2].split(":")[-2:]
-    assert int(minutes) * 60 + float(seconds) >= 4  # TotalCPU of a 6 s busy loop
+    assert int(minutes) * 60 + float(seconds) >= 4  # TotalCPU of a loop that burns 6 s of CPU
     batch = next(r for r in rows if r[0].endswith(".batch"))
     assert batch[3].endswith("K") and int(batch[3][:-1]) > 64 * 1024  # MaxRSS above the 64 MiB buffer
     assert int(dict(kv.split("=") for kv in batch[4].split(","))["fs/disk"]) >= 16 << 20  # bytes written

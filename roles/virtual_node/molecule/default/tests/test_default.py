@@ -7,7 +7,7 @@ import re
 import pytest
 import testinfra
 
-testinfra_hosts = ["molecule-vhead"]
+testinfra_hosts = ["podman://molecule-vhead"]
 GUEST = "molecule-vm1"
 HV = testinfra.get_host("podman://molecule-hv")
 DOMAINS = "/etc/magellan/domains"

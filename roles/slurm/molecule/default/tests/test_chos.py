@@ -1,6 +1,9 @@
-"""A CHOS node: every environment is entered through schroot, chosen like PDSF did, exit codes pass through."""
+"""A CHOS node of the cluster (role chos, converged here by playbooks/cluster.yml): every environment is entered
+through schroot, chosen like PDSF did, exit codes pass through."""
 
 import json
+
+testinfra_hosts = ["podman://molecule-c1"]
 
 
 def version(host, cmd, **env):
