@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     make = ["make", "--no-print-directory", f"INVENTORY={args.inventory}"]
     cold = None
     if not args.skip_cold:
-        console.print("cold: make clean, then make testbed (debootstrap, image, nodes, packages, comparison)…")
+        console.print("cold: make clean, then make testbed (OS trees, images, nodes, packages, comparison)…")
         subprocess.run([*make, "clean"], cwd=REPO, capture_output=True, check=False)
         logs.mkdir(parents=True, exist_ok=True)  # make clean removed .testbed
         cold, out = _run([*make, "testbed"], logs / "cold.log")

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Customise a fresh debootstrap tree so that it boots as a node: systemd as init, sshd reachable with a key
+# Customise a fresh mmdebstrap tree so that it boots as a node: systemd as init, sshd reachable with a key
 # supplied at run time, per-node SSH host keys, apt sources for the suite. Args: TREE SUITE MIRROR [KIND]; KIND
 # guest keeps the package lists (customize-guest.sh then makes the tree a guest's).
 set -eu
@@ -44,7 +44,7 @@ fi
 rm -f "$tree/etc/hostname"
 rm -rf "$tree"/var/cache/apt/archives/*.deb "$tree"/var/log/*.log
 # No package lists: the first apt run on a node must refresh them (cache_valid_time looks at this mtime). A guest
-# keeps debootstrap's: the packages its roles install are in the tree, and apt-get update under software emulation
+# keeps mmdebstrap's: the packages its roles install are in the tree, and apt-get update under software emulation
 # takes minutes; they age out after the roles' cache_valid_time.
 if [ "$kind" != guest ]; then
   rm -rf "$tree"/var/lib/apt/lists/*_*
