@@ -71,12 +71,8 @@ compare: bootstrap
 	@$(TIMED) compare $(BIN)/testbed compare --inventory $(INVENTORY)
 
 # make test overlaps stages that leave a core idle (a linear Ansible run kept 48 % of the two cores busy here): the
-# images are built beside lint and unit, and the integration test's site (playbooks/site.yml, then
-# TESTBED_SITE_CONVERGED=1 tells the test) beside the molecule scenarios of podman nodes. The scenarios that boot a
-# guest (GUEST_SCENARIOS) run after them, alone: a guest under TCG keeps a core busy. The background stages' logs are
-# printed when they are done.
-GUEST_SCENARIOS := virtual_node
-
+# images are built beside lint and unit, and the integration test's site (playbooks/site.yml; TESTBED_SITE_CONVERGED=1
+# then tells the test) beside the molecule scenarios. The background stages' logs are printed when they are done.
 test: bootstrap
 	@: > $(TIMINGS_FILE)
 	@rc=0; $(TIMED) images $(PLAYBOOK) playbooks/images.yml >$(STATE)/images.log 2>&1 & images=$$!; \
@@ -84,10 +80,9 @@ test: bootstrap
 	  wait $$images || rc=$$?; \
 	  echo "== images (log: $(STATE)/images.log)"; tail -n 25 $(STATE)/images.log; exit $$rc
 	@rc=0; $(TIMED) site $(PLAYBOOK) playbooks/site.yml >$(STATE)/site.log 2>&1 & site=$$!; \
-	  MOLECULE_SKIP="$(GUEST_SCENARIOS)" MOLECULE=$(BIN)/molecule $(TIMED) molecule tools/molecule-all || rc=$$?; \
+	  $(TIMED) molecule $(MAKE) --no-print-directory molecule || rc=$$?; \
 	  wait $$site || rc=$$?; \
 	  echo "== site (log: $(STATE)/site.log)"; tail -n 40 $(STATE)/site.log; exit $$rc
-	@MOLECULE=$(BIN)/molecule $(TIMED) molecule-guests tools/molecule-all $(GUEST_SCENARIOS)
 	@TESTBED_SITE_CONVERGED=1 $(TIMED) integration $(MAKE) --no-print-directory integration
 	@echo "== stage timings"; cat $(TIMINGS_FILE)
 
