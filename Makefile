@@ -73,8 +73,10 @@ compare: bootstrap
 	@$(TIMED) compare $(BIN)/testbed compare --inventory $(INVENTORY)
 
 # make test overlaps stages that leave a core idle (a linear Ansible run kept 48 % of the two cores busy here): the
-# images are built beside lint and unit, and the integration test's site (playbooks/site.yml; TESTBED_SITE_CONVERGED=1
-# then tells the test) beside the molecule scenarios. The background stages' logs are printed when they are done.
+# images are built beside lint and unit; the integration test's site (playbooks/site.yml; TESTBED_SITE_CONVERGED=1
+# then tells the test) and its validate tests, which need no site (their own fact cache: the site's run writes the
+# shared one), beside the molecule scenarios. The background stages' logs are printed when they are done.
+VALIDATE_TESTS := tests/integration/test_validate.py
 test: bootstrap
 	@: > $(TIMINGS_FILE)
 	@rc=0; $(TIMED) images $(PLAYBOOK) playbooks/images.yml >$(STATE)/images.log 2>&1 & images=$$!; \
@@ -82,10 +84,14 @@ test: bootstrap
 	  wait $$images || rc=$$?; \
 	  echo "== images (log: $(STATE)/images.log)"; tail -n 25 $(STATE)/images.log; exit $$rc
 	@rc=0; $(TIMED) site $(PLAYBOOK) playbooks/site.yml >$(STATE)/site.log 2>&1 & site=$$!; \
+	  ANSIBLE_CACHE_PLUGIN_CONNECTION=$(CURDIR)/$(STATE)/validate-facts $(TIMED) validate \
+	    $(BIN)/pytest -q -p no:cacheprovider -m integration $(VALIDATE_TESTS) >$(STATE)/validate.log 2>&1 & validate=$$!; \
 	  $(TIMED) molecule $(MAKE) --no-print-directory molecule || rc=$$?; \
-	  wait $$site || rc=$$?; \
+	  wait $$site || rc=$$?; wait $$validate || rc=$$?; \
+	  echo "== validate (log: $(STATE)/validate.log)"; tail -n 3 $(STATE)/validate.log; \
 	  echo "== site (log: $(STATE)/site.log)"; tail -n 40 $(STATE)/site.log; exit $$rc
-	@TESTBED_SITE_CONVERGED=1 $(TIMED) integration $(MAKE) --no-print-directory integration
+	@TESTBED_SITE_CONVERGED=1 $(TIMED) integration $(MAKE) --no-print-directory integration \
+	  INTEGRATION_ARGS=--ignore=$(VALIDATE_TESTS)
 	@echo "== stage timings"; cat $(TIMINGS_FILE)
 
 lint: bootstrap
@@ -108,7 +114,7 @@ molecule: bootstrap
 	@MOLECULE=$(BIN)/molecule tools/molecule-all
 
 integration: bootstrap
-	$(BIN)/pytest -q -m integration tests/integration --durations=15
+	$(BIN)/pytest -q -m integration tests/integration --durations=15 $(INTEGRATION_ARGS)
 
 bench: bootstrap
 	$(BIN)/python -m testbed.bench --inventory $(INVENTORY)
