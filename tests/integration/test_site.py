@@ -114,9 +114,9 @@ def no_change_runs(
     comparison: Comparison, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, subprocess.CompletedProcess[str]]:
     """A second converge and a --check --diff run of the site after the campaign, side by side: neither may change
-    anything, and each spends most of its time waiting for its tasks on the guest (measured one after the other:
-    272 s and 210 s, 60 % of the two cores busy). The check run has its own fact cache: two runs writing one
-    jsonfile cache can read each other's half-written files."""
+    anything, and each spends much of its time waiting for its tasks on the guest (one after the other: 272 s and
+    210 s, 60 % of the two cores busy; side by side: 329-387 s). The check run has its own fact cache: two runs
+    writing one jsonfile cache can read each other's half-written files."""
     facts = tmp_path_factory.mktemp("check-facts")
     if (REPO / ".testbed" / "facts").is_dir():
         shutil.copytree(REPO / ".testbed" / "facts", facts, dirs_exist_ok=True)
