@@ -75,7 +75,8 @@ compare: bootstrap
 # make test overlaps stages that leave a core idle (a linear Ansible run kept 48 % of the two cores busy here): the
 # images are built beside lint and unit; the integration test's site (playbooks/site.yml; TESTBED_SITE_CONVERGED=1
 # then tells the test) and its validate tests, which need no site (their own fact cache: the site's run writes the
-# shared one), beside the molecule scenarios. The background stages' logs are printed when they are done.
+# shared one), beside the molecule scenarios. The background stages' logs are printed when they are done, and the
+# failing lines of failed molecule scenarios last (CI shows the output's tail).
 VALIDATE_TESTS := tests/integration/test_validate.py
 test: bootstrap
 	@: > $(TIMINGS_FILE)
@@ -89,7 +90,8 @@ test: bootstrap
 	  $(TIMED) molecule $(MAKE) --no-print-directory molecule || rc=$$?; \
 	  wait $$site || rc=$$?; wait $$validate || rc=$$?; \
 	  echo "== validate (log: $(STATE)/validate.log)"; tail -n 3 $(STATE)/validate.log; \
-	  echo "== site (log: $(STATE)/site.log)"; tail -n 40 $(STATE)/site.log; exit $$rc
+	  echo "== site (log: $(STATE)/site.log)"; tail -n 40 $(STATE)/site.log; \
+	  if [ -s $(STATE)/molecule-failures.log ]; then cat $(STATE)/molecule-failures.log; fi; exit $$rc
 	@TESTBED_SITE_CONVERGED=1 $(TIMED) integration $(MAKE) --no-print-directory integration \
 	  INTEGRATION_ARGS=--ignore=$(VALIDATE_TESTS)
 	@echo "== stage timings"; cat $(TIMINGS_FILE)

@@ -67,10 +67,9 @@ def test_sockets(host):
 
 
 def test_every_target_is_up(host):
-    result = wait_for(host, "count(up == 1) >= 3")
-    assert result, "fewer than 3 targets up"
-    down = prom_query(host, "up == 0")
-    assert down == [], down
+    # All at once, within a minute: one scrape that timed out on a loaded machine is not a target that is down.
+    result = wait_for(host, "count(up) >= 3 and min(up) == 1")
+    assert result, f"not every target up within a minute: {prom_query(host, 'up')}"
 
 
 def test_profile_and_job_metrics_reach_prometheus(host):
