@@ -98,6 +98,13 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             parser.error(f"--input {path}: no such file")
 
 
+def _emit(summary: dict[str, object]) -> None:
+    """One JSON line on stdout in one write: a storm's readers share the stdout of their parent, and print() writes
+    the text and its newline apart when Python runs unbuffered (PYTHONUNBUFFERED, -u), so lines could interleave."""
+    sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
 def _finish(writer: ProgressWriter, events: int, stop: StopFlag, extra: dict[str, object]) -> int:
     """End the job: failed by a signal (128 + its number), or finished with its JSON summary on stdout."""
     if stop.signum:
@@ -117,7 +124,7 @@ def _finish(writer: ProgressWriter, events: int, stop: StopFlag, extra: dict[str
         "bytes_written": rec["bytes_written"],
         **extra,
     }
-    print(json.dumps(summary, sort_keys=True), flush=True)
+    _emit(summary)
     return 0
 
 
@@ -268,12 +275,12 @@ def storm(args: argparse.Namespace, stop: StopFlag) -> int:
         "events": sum(r["events_processed"] for r in records),
         "cpu_efficiency_per_job": round(sum(efficiency) / len(efficiency), 3) if efficiency else 0.0,
     }
-    print(json.dumps(summary, sort_keys=True), flush=True)
+    _emit(summary)
     return 1 if failed or stop.signum else 0
 
 
 def db12_command(args: argparse.Namespace, stop: StopFlag) -> int:
-    print(json.dumps({"unit": "DB12", "score": round(db12.measure(args.fraction), 2), "fraction": args.fraction}))
+    _emit({"unit": "DB12", "score": round(db12.measure(args.fraction), 2), "fraction": args.fraction})
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -93,7 +94,10 @@ def test_histogram_counts(events_file: Sample) -> None:
 
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workloads.cli", *argv], capture_output=True, text=True, check=False)
+    # Unbuffered, as CI's machines run Python: print() then writes a line's text and its newline apart.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "workloads.cli", *argv]
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
 
 
 def test_analyze_writes_histograms(tmp_path: Path, events_file: Sample) -> None:
