@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +40,19 @@ def test_accounting_metrics_in_prometheus(comparison: Comparison, prom: PromClie
     assert cpu >= 50, f"cpu seconds {cpu}"
     assert wall >= 70, f"wall seconds {wall}"
     assert prom.query("magellan_accounting_up")[0].value == 1
+
+
+def test_nodes_and_their_jobs_may_use_every_host_cpu(site: Inventory) -> None:
+    """A container node's CPU is its podman quota, not a CPU set. Two things pinned them: Mitogen's CPU policy, which
+    every process of a container inherited from the Ansible run that started it (all on CPU 1), and Slurm's
+    task/affinity (each node's first job on CPU 0: a concurrent comparison's jobs shared one core)."""
+    host = Path("/sys/devices/system/cpu/online").read_text().strip()
+    for node in ("compute1", "compute2"):
+        init = node_shell(site, node, "grep Cpus_allowed_list /proc/1/status").stdout.split()
+        job = node_shell(site, "head", f"srun -p chos -w {node} grep Cpus_allowed_list /proc/self/status")
+        assert job.returncode == 0, job.stderr
+        assert init[-1:] == [host], f"{node}: its init may use CPUs {init[-1:]}, the host has {host}"
+        assert job.stdout.split()[-1:] == [host], f"{node}: a job may use CPUs {job.stdout.strip()}, the host {host}"
 
 
 def test_unknown_chos_environment_is_a_clear_job_error(site: Inventory) -> None:
