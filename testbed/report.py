@@ -359,7 +359,8 @@ def _markdown(comparisons: list[Comparison], tolerance: float) -> str:
         "ratios of repetitions run next to each other, ± half their range; difference says whether the ratio "
         "differs from 1 by more than that spread (real) or not (within noise); expected = the profiles' ratio "
         "(CPU quotas for simulate, read throttles for cold analyze and storm); deviation = ratio / expected − 1. "
-        f"Check is ok within ±{tolerance:g} %.",
+        f"Check is ok within ±{tolerance:g} %. A CPU quota is a ceiling, not a promise: where a simulate node's "
+        "CPU eff. is below its quota, the host had no more CPU to give it, and its ratios are off by as much.",
         "- A storm with N readers runs N analyze processes at once on one node: aggregate MB/s is what the "
         "node's storage delivered to all of them, CPU eff. per reader how busy each could keep its CPU.",
         "- accel: the accelerator a virtual node ran on (kvm, tcg); a dash for bare-metal nodes, which have none.",
