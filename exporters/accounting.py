@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -25,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 
-from exporters import web
+from exporters import command, web
 
 LOG = logging.getLogger("magellan.accounting_exporter")
 DEFAULT_PORT = 9811
@@ -45,7 +44,7 @@ FIELDS = (
 FINAL_STATES = frozenset(
     {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT"}
 )
-ERROR_REASONS = ("not_found", "exec", "timeout", "exit_status", "parse")  # exported from the start, at 0
+ERROR_REASONS = (*command.REASONS, "parse")  # exported from the start, at 0
 KEY_LABELS = ["cluster", "user", "account", "partition"]
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
 SIZE = re.compile(r"^(\d+(?:\.\d+)?)([KMGTP]?)$")
@@ -54,14 +53,6 @@ CPU_TIME = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$")
 
 class ParseError(ValueError):
     """A sacct value or line that cannot be used."""
-
-
-class SacctError(Exception):
-    """A sacct run that gave no output to use; `reason` is one of ERROR_REASONS."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -237,21 +228,9 @@ class Options:
 
 
 def run_sacct(options: Options, start: float) -> str:
-    """sacct's output for the window from `start`; SacctError when there is none to use."""
-    try:
-        proc = subprocess.run(
-            sacct_argv(options.sacct, start), capture_output=True, timeout=options.timeout, check=False
-        )
-    except FileNotFoundError:
-        raise SacctError("not_found", f"{options.sacct} not found: install slurm-client or set --sacct.path") from None
-    except subprocess.TimeoutExpired:
-        raise SacctError("timeout", f"sacct took longer than {options.timeout:.0f} s") from None
-    except OSError as exc:  # PermissionError (not executable, a directory), ENOEXEC (not a program), ...
-        raise SacctError("exec", f"cannot run {options.sacct}: {exc}") from None
-    if proc.returncode != 0:
-        stderr = proc.stderr.decode(errors="replace").strip()[:500]
-        raise SacctError("exit_status", f"sacct exited {proc.returncode}: {stderr}")
-    return proc.stdout.decode(errors="replace")
+    """sacct's output for the window from `start`; command.CommandError when there is none to use."""
+    argv = sacct_argv(options.sacct, start)
+    return command.run(argv, options.timeout, "sacct", "install slurm-client or set --sacct.path")
 
 
 class AccountingCollector:
@@ -299,7 +278,7 @@ class AccountingCollector:
         started = time.monotonic()
         try:
             text = run_sacct(self.options, start)
-        except SacctError as exc:
+        except command.CommandError as exc:
             LOG.error("%s", exc)
             with self.lock:
                 self.errors[exc.reason] += 1

@@ -10,13 +10,9 @@ are counted by reason; nothing is reported for the domains then, rather than sta
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import os
 import re
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -30,11 +26,11 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 
-from exporters import web
+from exporters import command, web
 
 LOG = logging.getLogger("magellan.virt_exporter")
 DEFAULT_PORT = 9812
-ERROR_REASONS = ("not_found", "exec", "timeout", "exit_status", "parse", "dumpxml")  # exported from the start, at 0
+ERROR_REASONS = (*command.REASONS, "parse", "dumpxml")  # exported from the start, at 0
 # virDomainState, in libvirt's order
 STATES = ("nostate", "running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended")
 INACTIVE = frozenset({0, 5})  # no QEMU process: libvirt's cpu/balloon figures then are not the domain's
@@ -49,14 +45,6 @@ NS_PER_S, KIB = 1e9, 1024
 
 class ParseError(ValueError):
     """virsh output that cannot be used."""
-
-
-class VirshError(Exception):
-    """A virsh run that gave no usable output; `reason` is the value of the `reason` label."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -305,38 +293,13 @@ class VirtCollector:
         self._warned_before: set[str] = set()
 
     def virsh(self, args: list[str], deadline: float) -> str:
-        """stdout of one virsh run; VirshError(not_found|exec|timeout|exit_status) otherwise."""
+        """stdout of one virsh run within the scrape's deadline; command.CommandError otherwise."""
         o = self.options
         remaining = deadline - self.timer()
         if remaining <= 0:
-            raise VirshError("timeout", f"no time left for virsh {args[0]} within {o.timeout:g} s")
+            raise command.CommandError("timeout", f"no time left for virsh {args[0]} within {o.timeout:g} s")
         argv = [o.virsh, *(["-r"] if o.readonly else []), "-c", o.uri, *args]
-        try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                errors="replace",
-                env={**os.environ, "LC_ALL": "C"},
-                start_new_session=True,  # its own process group: a timeout ends ssh helpers and the like too
-            )
-        except FileNotFoundError:
-            raise VirshError("not_found", f"{o.virsh} not found: install libvirt-clients or set --virsh.path") from None
-        except OSError as exc:  # PermissionError (not executable, a directory), ENOEXEC (not a program), ...
-            raise VirshError("exec", f"cannot run {o.virsh}: {exc}") from None
-        try:
-            out, err = proc.communicate(timeout=remaining)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):  # a child that left the group may hold the pipes
-                proc.communicate(timeout=1)
-            raise VirshError("timeout", f"virsh {args[0]} took longer than {o.timeout:g} s") from None
-        if proc.returncode != 0:
-            raise VirshError("exit_status", f"virsh {args[0]} exited {proc.returncode}: {err.strip()[:500]}")
-        return out
+        return command.run(argv, remaining, f"virsh {args[0]}", "install libvirt-clients or set --virsh.path")
 
     def _domain_type(self, d: DomainStats, deadline: float) -> str | None:
         """<domain type> from dumpxml, read again whenever the domain's state changed (a redefinition shows then)."""
@@ -345,7 +308,7 @@ class VirtCollector:
             return cached[1]
         try:
             kind = parse_domain_xml(self.virsh(["dumpxml", "--domain", d.name], deadline)).type
-        except (VirshError, ParseError) as exc:  # the domain may have gone since domstats: retried next scrape
+        except (command.CommandError, ParseError) as exc:  # the domain may have gone since domstats: read next scrape
             self.errors["dumpxml"] += 1
             self._warn(f"dumpxml of {d.name}: {exc}")
             return None
@@ -361,7 +324,7 @@ class VirtCollector:
         deadline = self.timer() + self.options.timeout
         try:
             text = self.virsh(["domstats", "--raw"], deadline)
-        except VirshError as exc:
+        except command.CommandError as exc:
             self.errors[exc.reason] += 1
             if self._failing != str(exc):
                 LOG.error("%s", exc)
