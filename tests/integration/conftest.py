@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from testbed import compare
-from testbed.inventory import Inventory, load_inventory
+from testbed.inventory import Inventory, ansible_command, ansible_env, load_inventory
 from testbed.prom import PromClient
 from testbed.report import Comparison
 from testbed.results import publish
@@ -23,11 +23,10 @@ INVENTORY = REPO / "inventories" / "local"
 def ansible_playbook(
     playbook: str, *extra: str, check: bool = True, env_extra: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    env.update(env_extra or {})
+    env = ansible_env() | {"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"} | (env_extra or {})
     env.setdefault("CONTAINERS_CONF", str(REPO / "files" / "containers.conf"))
     proc = subprocess.run(
-        ["ansible-playbook", "-i", str(INVENTORY), str(REPO / "playbooks" / playbook), *extra],
+        [ansible_command("ansible-playbook"), "-i", str(INVENTORY), str(REPO / "playbooks" / playbook), *extra],
         cwd=REPO,
         env=env,
         capture_output=True,
