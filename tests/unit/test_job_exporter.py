@@ -401,3 +401,29 @@ def test_port_in_use_exits_1_with_a_message() -> None:
 )
 def test_listen_address(value: str, expected: tuple[str, int]) -> None:
     assert listen_address(value) == expected
+
+
+@pytest.mark.parametrize(("age", "ok"), [("7d", True), ("12h30min", True), ("", True), ("7 days", False), ("7", False)])
+def test_role_preflight_checks_the_progress_files_max_age(tmp_path: Path, age: str, ok: bool) -> None:
+    """Role job_exporter's preflight on its defaults: a systemd-tmpfiles time span with units, or empty (keep all)."""
+    role = Path(__file__).resolve().parents[2] / "roles" / "job_exporter"
+    book = tmp_path / "play.yml"
+    book.write_text(
+        f"- hosts: all\n  gather_facts: false\n  vars_files: [{role / 'defaults' / 'main.yml'}]\n  tasks:\n"
+        f"    - ansible.builtin.include_tasks: {role / 'tasks' / 'preflight.yml'}\n"
+    )
+    env = {"PATH": str(Path(sys.executable).parent), "ANSIBLE_NOCOLOR": "1"}
+    extra = json.dumps({"job_exporter_jobs_max_age": age})
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", "n1,", "-c", "local", "-e", extra, str(book)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if ok:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    else:
+        out = " ".join(proc.stdout.split())
+        assert proc.returncode == 2 and f"Host n1: job_exporter_jobs_max_age={age} is not a time span" in out, out
+        assert "such as 7d, 12h or 2w" in out

@@ -85,3 +85,19 @@ def test_a_real_job_is_exported(host):
     result = wait_for(host, 'magellan_job_events_processed_total{job_id="molecule-check"} == 200')
     assert result, "the finished job's 200 events never reached Prometheus"
     assert result[0]["metric"]["node"] == "molecule-monitoring"
+
+
+def test_old_progress_files_age_out(host):
+    """job_exporter_jobs_max_age (7d): files not written for longer go, by their mtime (the exporter's reads keep the
+    atime fresh), when systemd-tmpfiles-clean.timer runs; a fresh file stays."""
+    conf = host.file("/etc/tmpfiles.d/magellan-jobs.conf").content_string
+    assert "e /var/lib/magellan/jobs - - - m:7d" in conf.splitlines()
+    assert host.service("systemd-tmpfiles-clean.timer").is_running
+    old, new = "/var/lib/magellan/jobs/age-test-old", "/var/lib/magellan/jobs/age-test-new"
+    host.check_output(f"touch -d '8 days ago' {old} && touch {new} && cat {old}")  # reading it: a fresh atime
+    try:
+        host.check_output("systemd-tmpfiles --clean /etc/tmpfiles.d/magellan-jobs.conf")
+        assert not host.file(old).exists
+        assert host.file(new).exists
+    finally:
+        host.run(f"rm -f {old} {new}")
