@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,7 @@ import pytest
 from testbed.inventory import Inventory
 from testbed.prom import PromClient
 from testbed.report import Comparison
-from tests.integration.conftest import ansible_playbook, node_shell
+from tests.integration.conftest import REPO, ansible_playbook, node_shell
 
 pytestmark = pytest.mark.integration
 
@@ -101,3 +104,32 @@ def test_root_workloads_run_through_slurm_inside_chos(site: Inventory) -> None:
     assert sim["events"] == 300 and sim["output"] == "/tmp/it-root.root"
     assert ana["events"] == 300 and ana["input_bytes"] > 0
     assert storm["readers"] == 2 and storm["failed"] == 0 and storm["events"] == 600
+
+
+def test_old_chos_archives_are_pruned(site: Inventory, tmp_path: Path) -> None:
+    """The CHOS environments' archives on the controller are pruned like their trees: per environment the current
+    one and the newest os_tree_keep - 1 (1) others stay; an environment whose name only starts with another's
+    (bookworm-x) is not touched."""
+    cache = REPO / ".testbed" / "cache" / "os-trees" / "chos"
+    names = ("bookworm-000000000001", "bookworm-000000000002", "bookworm-x-000000000003")  # 1, 2 and 3 days old
+    planted = [cache / f"{name}.tar.zst" for name in names]
+    for days, path in enumerate(planted, start=1):
+        path.write_bytes(b"")
+        os.utime(path, (time.time() - 86400 * days,) * 2)
+    before = {p: p.stat().st_mtime for p in cache.iterdir() if re.fullmatch(r"bookworm-[0-9a-f]{12}\.tar\.zst", p.name)}
+    book, current = tmp_path / "chos-archives.yml", tmp_path / "current"
+    book.write_text(
+        "- hosts: localhost\n  gather_facts: false\n"
+        f"  vars_files: [{REPO / 'roles' / 'chos' / 'defaults' / 'main.yml'}]\n  tasks:\n"
+        f"    - ansible.builtin.include_tasks: {REPO / 'roles' / 'chos' / 'tasks' / 'trees.yml'}\n"
+        f"    - ansible.builtin.copy: {{content: '{{{{ _chos_archives.bookworm }}}}', dest: {current}, mode: '0644'}}\n"
+    )
+    try:
+        ansible_playbook(str(book))
+        kept = Path(current.read_text())
+        others = sorted((p for p in before if p != kept), key=before.__getitem__, reverse=True)
+        assert kept.exists() and not set(others[1:]) & set(cache.iterdir()), others
+        assert others[0].exists() and planted[2].exists()  # the newest other, and bookworm-x's
+    finally:
+        for path in planted:
+            path.unlink(missing_ok=True)
