@@ -26,6 +26,8 @@ from workloads import db12
 
 FAILED = "failed"
 CPU_BOUND = {"simulate"}
+JOB_CPUS = 1.0  # a simulate job is one process: one CPU at most, however many the node's quota gives
+STARVED = 0.9  # a CPU-bound job that got less of the CPU it could use than this measured the host, not the node
 IO_BOUND = {"analyze", "storm"}
 
 
@@ -99,7 +101,7 @@ class Comparison:
         if r.accel or ref.accel:
             return None
         if self.workload in CPU_BOUND and r.configured_cpus and ref.configured_cpus:
-            return r.configured_cpus / ref.configured_cpus
+            return min(r.configured_cpus, JOB_CPUS) / min(ref.configured_cpus, JOB_CPUS)
         cold = self.parameters.get("cold", False)
         if self.workload in IO_BOUND and cold and r.configured_read_bps and ref.configured_read_bps:
             return r.configured_read_bps / ref.configured_read_bps
@@ -137,6 +139,17 @@ class Comparison:
     def failed_runs(self) -> int:
         return sum(len(r.failed) for r in self.results)
 
+    def starved(self) -> dict[str, float]:
+        """CPU-bound work on bare-metal nodes: the nodes whose jobs got less than STARVED of the CPU they could use
+        (CPU eff. over the quota, at most JOB_CPUS), with that share. A quota is a ceiling, not a promise: the host
+        had no more CPU to give (other load, or its own hypervisor's steal time), so ratios with such a node
+        measure the host."""
+        if self.workload not in CPU_BOUND:
+            return {}
+        bare = [r for r in self.results if r.configured_cpus and not r.accel]
+        shares = {r.node: r.cpu_efficiency / min(r.configured_cpus or JOB_CPUS, JOB_CPUS) for r in bare}
+        return {node: share for node, share in shares.items() if share < STARVED}
+
     def known_answer_ok(self, tolerance_pct: float) -> bool:
         return all(row.deviation_pct is None or abs(row.deviation_pct) <= tolerance_pct for row in self.rows())
 
@@ -148,6 +161,7 @@ class Comparison:
             "started": self.started.isoformat(),
             "finished": self.finished.isoformat(),
             "results": [asdict(r) for r in self.results],
+            "starved": self.starved(),
             "ratios": {
                 row.result.node: {
                     "ratio": row.ratio,
@@ -281,6 +295,17 @@ def print_campaign(console: Console, comparisons: list[Comparison], tolerance: f
         for r in c.results:
             for rep, why in r.failed.items():
                 console.print(f"[red]failed:[/] {c.label} on {r.node}, repetition {rep}: {why}")
+        for line in _starved_lines(c):
+            console.print(f"[yellow]starved:[/] {line}")
+
+
+def _starved_lines(c: Comparison) -> list[str]:
+    return [
+        f"{c.label} on {node}: its jobs got {share:.0%} of the CPU its quota gives (under {STARVED:.0%}); the host "
+        "had no more to give (other load, or its hypervisor's steal time), so ratios with this node measure the "
+        "host. Run the comparison again on a quieter host."
+        for node, share in c.starved().items()
+    ]
 
 
 def _markdown_rows(c: Comparison, tolerance: float) -> list[str]:
@@ -340,6 +365,9 @@ def _markdown(comparisons: list[Comparison], tolerance: float) -> str:
     if failures:
         lines += ["", "## Failed runs", "", "Left out of the figures above; the campaign went on.", ""]
         lines += [f"- {c.label} on {r.node}, repetition {rep}: {why}" for c, r, rep, why in failures]
+    starved = [line for c in comparisons for line in _starved_lines(c)]
+    if starved:
+        lines += ["", "## Starved nodes", ""] + [f"- {line}" for line in starved]
     lines += [
         "",
         "## How these numbers were measured",
@@ -359,8 +387,8 @@ def _markdown(comparisons: list[Comparison], tolerance: float) -> str:
         "ratios of repetitions run next to each other, ± half their range; difference says whether the ratio "
         "differs from 1 by more than that spread (real) or not (within noise); expected = the profiles' ratio "
         "(CPU quotas for simulate, read throttles for cold analyze and storm); deviation = ratio / expected − 1. "
-        f"Check is ok within ±{tolerance:g} %. A CPU quota is a ceiling, not a promise: where a simulate node's "
-        "CPU eff. is below its quota, the host had no more CPU to give it, and its ratios are off by as much.",
+        f"Check is ok within ±{tolerance:g} %. A CPU quota is a ceiling, not a promise: a simulate node whose CPU "
+        f"eff. stayed under {STARVED:.0%} of its quota is listed as starved, and its ratios are off by as much.",
         "- A storm with N readers runs N analyze processes at once on one node: aggregate MB/s is what the "
         "node's storage delivered to all of them, CPU eff. per reader how busy each could keep its CPU.",
         "- accel: the accelerator a virtual node ran on (kvm, tcg); a dash for bare-metal nodes, which have none.",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from testbed.results import publish
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORY = REPO / "inventories" / "local"
+STARVED_RETRIES = 2
 
 
 def ansible_playbook(
@@ -72,7 +74,9 @@ def campaign(site: Inventory, prom: PromClient, tmp_path_factory: pytest.TempPat
     (--concurrent, the other mode of `testbed compare`). Simulate's known answer is the CPU quotas (1 + 0.5 of the two
     cores here), and at once both nodes see the same host: this shared VM's speed per CPU-second moved by up to 40 %
     from one 20 s job to the next (in turn, compute2/compute1 paired ratios of 0.29 and 0.56 in one run; at once
-    0.48-0.53 in three). The I/O-bound workloads hold each node to its own read throttle."""
+    0.48-0.53 in three). The I/O-bound workloads hold each node to its own read throttle. A comparison in which a
+    node got less than 90 % of its CPU (Comparison.starved: the 1-CPU node shares this 2-CPU host with the other
+    node, the site and the host's own hypervisor) is measured again, up to STARVED_RETRIES times, with a warning."""
     nodes = site.nodes("workload_nodes")
     plans = [
         compare.Plan(nodes=nodes, duration=20, repeat=2, seed=7, concurrent=True),
@@ -80,7 +84,15 @@ def campaign(site: Inventory, prom: PromClient, tmp_path_factory: pytest.TempPat
         *(compare.Plan(nodes=nodes, workload="storm", readers=n, duration=10, seed=7, concurrent=True) for n in (1, 4)),
     ]
     logs = tmp_path_factory.mktemp("logs")
-    results = [compare.run(site, plan, prom, logs) for plan in plans]
+    results = []
+    for plan in plans:
+        c = compare.run(site, plan, prom, logs)
+        for _ in range(STARVED_RETRIES):  # a starved node measured the host, not its profile (report.STARVED)
+            if not c.starved():
+                break
+            warnings.warn(f"{c.label} measured again: starved {c.starved()}", stacklevel=1)
+            c = compare.run(site, plan, prom, logs)
+        results.append(c)
     for c in results:
         publish(c, site, 15.0)
     return results

@@ -15,7 +15,7 @@ from testbed import cli
 from testbed.inventory import Inventory
 from testbed.prom import PromClient
 from testbed.report import Comparison, load_campaign, write_report
-from tests.integration.conftest import REPO, ansible_playbook, node_shell, recap
+from tests.integration.conftest import REPO, STARVED_RETRIES, ansible_playbook, node_shell, recap
 
 pytestmark = pytest.mark.integration
 
@@ -38,24 +38,21 @@ def test_every_prometheus_target_is_up(site: Inventory, prom: PromClient) -> Non
 
 
 def test_reduced_node_matches_its_profile(comparison: Comparison) -> None:
-    """compute2's CPU quota is half of compute1's. A quota is a ceiling: CPU-bound compute2 runs into it, half a CPU
-    per wall second, while compute1's whole CPU is what this 2-core host has left beside compute2, the guest and the
-    site's services (a CI run's events/s ratio came out 0.578, not 0.5). Measured at once on one host, both make the
-    same events per CPU-second, so the ratio must be the quota's over the CPU compute1 really got; and compute1 must
-    get most of a CPU (pinned to one core, both got half of one: a ratio of 0.95)."""
+    """compute2/compute1 within ±15 % of the quotas' 0.5, from a comparison in which both nodes got their CPU. A quota
+    is a ceiling: when the host leaves the 1-CPU node less than its CPU the ratio rises (a CI run measured 0.578),
+    so the campaign measures a starved comparison again (conftest.campaign); starved in every try fails here."""
+    assert not comparison.starved(), f"starved in {1 + STARVED_RETRIES} tries: {comparison.starved()}"
     by_node = {r.node: r for r in comparison.results}
     full, half = by_node["compute1"], by_node["compute2"]
     assert full.configured_cpus == 1.0 and half.configured_cpus == 0.5
     assert full.events > 0 and half.events > 0
-    got = f"compute1 got {full.cpu_efficiency:.2f} CPU, compute2 {half.cpu_efficiency:.2f}"
-    assert abs(half.cpu_efficiency / half.configured_cpus - 1) <= TOLERANCE, got
-    assert 0.7 <= full.cpu_efficiency <= full.configured_cpus * (1 + TOLERANCE), got
     measured = half.events_per_second / full.events_per_second
-    expected = half.configured_cpus / full.cpu_efficiency
+    expected = half.configured_cpus / full.configured_cpus
     assert abs(measured / expected - 1) <= TOLERANCE, (
-        f"compute2/compute1 events/s ratio {measured:.3f}, expected {expected:.3f} ±{TOLERANCE:.0%} "
-        f"(quota 0.5 over the {full.cpu_efficiency:.2f} CPU compute1 got)"
+        f"compute2/compute1 events/s ratio {measured:.3f}, expected {expected:.3f} ±{TOLERANCE:.0%}"
     )
+    # CPU efficiency follows the quota too: the half node got about half a CPU per wall second.
+    assert abs(half.cpu_seconds / half.wall_seconds - 0.5) <= 0.5 * TOLERANCE
 
 
 def test_cold_analyze_follows_the_read_throttles(campaign: list[Comparison]) -> None:

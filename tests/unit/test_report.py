@@ -165,3 +165,28 @@ def test_db12_score_per_core() -> None:
     c = comparison()
     full = c.results[0]
     assert c.score(full) == pytest.approx(full.events_per_cpu_second / 16.6)
+
+
+def test_a_node_short_of_its_cpu_is_starved_and_reported(tmp_path: Path) -> None:
+    """A quota is a ceiling: compute1 (1 CPU) busy 0.76 of each wall second got 76 % of it, under STARVED (90 %);
+    compute2 at its 0.5 CPU got all it could. Listed in the console and the report; I/O-bound work never is."""
+    c = comparison()
+    c.results[0] = replace(c.results[0], cpu_seconds=22.8)
+    assert c.starved() == {"compute1": pytest.approx(0.76)}
+    assert replace(c, workload="analyze").starved() == {}
+    console = Console(width=300, record=True)
+    print_campaign(console, [c])
+    assert "starved: simulate on compute1: its jobs got 76% of the CPU its quota gives" in console.export_text()
+    md = (write_report([c], tmp_path) / "report.md").read_text()
+    assert "## Starved nodes" in md and "- simulate on compute1: its jobs got 76%" in md
+    assert comparison().starved() == {}
+
+
+def test_a_single_process_job_uses_one_cpu_of_a_larger_quota() -> None:
+    """simulate is one process: on a 2-CPU node it can busy one CPU, so it is expected at the 1-CPU node's rate and
+    is not starved at 1.0 CPU eff."""
+    c = comparison()
+    c.results[1] = replace(c.results[1], configured_cpus=2.0, cpu_seconds=29.9, events=45000, events_per_second=1500.0)
+    rows = {r.result.node: r for r in c.rows()}
+    assert rows["compute2"].expected == 1.0 and rows["compute2"].deviation_pct == 0.0
+    assert c.starved() == {}
