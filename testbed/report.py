@@ -146,7 +146,7 @@ class Comparison:
         measure the host."""
         if self.workload not in CPU_BOUND:
             return {}
-        bare = [r for r in self.results if r.configured_cpus and not r.accel]
+        bare = [r for r in self.results if r.configured_cpus and not r.accel and r.wall_seconds > 0]  # ran at all
         shares = {r.node: r.cpu_efficiency / min(r.configured_cpus or JOB_CPUS, JOB_CPUS) for r in bare}
         return {node: share for node, share in shares.items() if share < STARVED}
 

@@ -180,6 +180,8 @@ def test_a_node_short_of_its_cpu_is_starved_and_reported(tmp_path: Path) -> None
     md = (write_report([c], tmp_path) / "report.md").read_text()
     assert "## Starved nodes" in md and "- simulate on compute1: its jobs got 76%" in md
     assert comparison().starved() == {}
+    c.results[0] = replace(c.results[0], cpu_seconds=0.0, wall_seconds=0.0)  # never ran: failed, not starved
+    assert c.starved() == {}
 
 
 def test_a_single_process_job_uses_one_cpu_of_a_larger_quota() -> None:
