@@ -76,7 +76,8 @@ def campaign(site: Inventory, prom: PromClient, tmp_path_factory: pytest.TempPat
     from one 20 s job to the next (in turn, compute2/compute1 paired ratios of 0.29 and 0.56 in one run; at once
     0.48-0.53 in three). The I/O-bound workloads hold each node to its own read throttle. A comparison in which a
     node got less than 90 % of its CPU (Comparison.starved: the 1-CPU node shares this 2-CPU host with the other
-    node, the site and the host's own hypervisor) is measured again, up to STARVED_RETRIES times, with a warning."""
+    node, the site and the host's own hypervisor) is measured again, up to STARVED_RETRIES times, with a warning;
+    the least starved try is kept."""
     nodes = site.nodes("workload_nodes")
     plans = [
         compare.Plan(nodes=nodes, duration=20, repeat=2, seed=7, concurrent=True),
@@ -86,13 +87,11 @@ def campaign(site: Inventory, prom: PromClient, tmp_path_factory: pytest.TempPat
     logs = tmp_path_factory.mktemp("logs")
     results = []
     for plan in plans:
-        c = compare.run(site, plan, prom, logs)
-        for _ in range(STARVED_RETRIES):  # a starved node measured the host, not its profile (report.STARVED)
-            if not c.starved():
-                break
-            warnings.warn(f"{c.label} measured again: starved {c.starved()}", stacklevel=1)
-            c = compare.run(site, plan, prom, logs)
-        results.append(c)
+        tries = [compare.run(site, plan, prom, logs)]
+        while tries[-1].starved() and len(tries) <= STARVED_RETRIES:  # it measured the host, not the node's profile
+            warnings.warn(f"{plan.label} measured again: starved {tries[-1].starved()}", stacklevel=1)
+            tries.append(compare.run(site, plan, prom, logs))
+        results.append(max(tries, key=lambda t: min(t.starved().values(), default=1.0)))  # the least starved
     for c in results:
         publish(c, site, 15.0)
     return results
