@@ -53,6 +53,11 @@ class NodeResult:
         return self.cpu_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
     @property
+    def job_cpus(self) -> float | None:
+        """The CPU one CPU-bound job can use on this node: its quota, one CPU at most (JOB_CPUS)."""
+        return min(self.configured_cpus, JOB_CPUS) if self.configured_cpus else None
+
+    @property
     def events_per_cpu_second(self) -> float:
         return self.events / self.cpu_seconds if self.cpu_seconds > 0 else 0.0
 
@@ -100,8 +105,8 @@ class Comparison:
         against a virtual node: its accelerator's cost is what is measured, no profile predicts it."""
         if r.accel or ref.accel:
             return None
-        if self.workload in CPU_BOUND and r.configured_cpus and ref.configured_cpus:
-            return min(r.configured_cpus, JOB_CPUS) / min(ref.configured_cpus, JOB_CPUS)
+        if self.workload in CPU_BOUND and r.job_cpus and ref.job_cpus:
+            return r.job_cpus / ref.job_cpus
         cold = self.parameters.get("cold", False)
         if self.workload in IO_BOUND and cold and r.configured_read_bps and ref.configured_read_bps:
             return r.configured_read_bps / ref.configured_read_bps
@@ -146,8 +151,11 @@ class Comparison:
         measure the host."""
         if self.workload not in CPU_BOUND:
             return {}
-        bare = [r for r in self.results if r.configured_cpus and not r.accel and r.wall_seconds > 0]  # ran at all
-        shares = {r.node: r.cpu_efficiency / min(r.configured_cpus or JOB_CPUS, JOB_CPUS) for r in bare}
+        shares = {
+            r.node: r.cpu_efficiency / r.job_cpus
+            for r in self.results
+            if r.job_cpus and not r.accel and r.wall_seconds > 0  # a node that never ran failed, it did not starve
+        }
         return {node: share for node, share in shares.items() if share < STARVED}
 
     def known_answer_ok(self, tolerance_pct: float) -> bool:

@@ -88,8 +88,8 @@ def campaign(site: Inventory, prom: PromClient, tmp_path_factory: pytest.TempPat
     results = []
     for plan in plans:
         tries = [compare.run(site, plan, prom, logs)]
-        while tries[-1].starved() and len(tries) <= STARVED_RETRIES:  # it measured the host, not the node's profile
-            warnings.warn(f"{plan.label} measured again: starved {tries[-1].starved()}", stacklevel=1)
+        while (starved := tries[-1].starved()) and len(tries) <= STARVED_RETRIES:  # it measured the host, not the node
+            warnings.warn(f"{plan.label} measured again: starved {starved}", stacklevel=1)
             tries.append(compare.run(site, plan, prom, logs))
         results.append(max(tries, key=lambda t: min(t.starved().values(), default=1.0)))  # the least starved
     for c in results:

@@ -41,7 +41,8 @@ def test_reduced_node_matches_its_profile(comparison: Comparison) -> None:
     """compute2/compute1 within ±15 % of the quotas' 0.5. A quota is a ceiling: when the host leaves the 1-CPU node
     less than its CPU the ratio rises (a CI run measured 0.578), so the campaign measures a starved comparison again
     (conftest.campaign) and keeps the least starved try."""
-    starved = f"; starved in {1 + STARVED_RETRIES} tries: {comparison.starved()}" if comparison.starved() else ""
+    starved = comparison.starved()
+    why = f"; starved in {1 + STARVED_RETRIES} tries: {starved}" if starved else ""
     by_node = {r.node: r for r in comparison.results}
     full, half = by_node["compute1"], by_node["compute2"]
     assert full.configured_cpus == 1.0 and half.configured_cpus == 0.5
@@ -49,7 +50,7 @@ def test_reduced_node_matches_its_profile(comparison: Comparison) -> None:
     measured = half.events_per_second / full.events_per_second
     expected = half.configured_cpus / full.configured_cpus
     assert abs(measured / expected - 1) <= TOLERANCE, (
-        f"compute2/compute1 events/s ratio {measured:.3f}, expected {expected:.3f} ±{TOLERANCE:.0%}{starved}"
+        f"compute2/compute1 events/s ratio {measured:.3f}, expected {expected:.3f} ±{TOLERANCE:.0%}{why}"
     )
     # CPU efficiency follows the quota too: the half node got about half a CPU per wall second.
     assert abs(half.cpu_seconds / half.wall_seconds - 0.5) <= 0.5 * TOLERANCE
