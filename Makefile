@@ -41,7 +41,7 @@ $(VENV)/.stamp: requirements.txt pyproject.toml
 	@touch $@
 
 # Wheel of this repository's Python code: the exporters and workloads roles install it on the nodes.
-dist/.stamp: $(VENV)/.stamp pyproject.toml $(shell find exporters workloads chos -name '*.py' 2>/dev/null)
+dist/.stamp: $(VENV)/.stamp pyproject.toml $(shell find magellan exporters workloads chos -name '*.py' 2>/dev/null)
 	@mkdir -p dist && rm -f dist/magellan_testbed-*.whl
 	@$(BIN)/pip wheel -q --no-deps --no-build-isolation -w dist . >/dev/null
 	@touch $@

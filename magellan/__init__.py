@@ -1,0 +1,1 @@
+"""magellan-testbed: what every side of the testbed shares (the contract module)."""
