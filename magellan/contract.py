@@ -52,16 +52,23 @@ def workload_command(prefix: str = PREFIX) -> str:
     return f"{venv(prefix)}/bin/{WORKLOAD_COMMAND}"
 
 
+SITE_DIRS: Mapping[str, str] = {
+    "prefix": PREFIX,
+    "jobs_dir": JOBS_DIR,
+    "data_dir": DATA_DIR,
+    "textfile_dir": TEXTFILE_DIR,
+}
+
+
+def site_var(name: str) -> str:
+    """The Ansible variable of a site-wide fact: magellan_jobs_dir, magellan_ports, ..."""
+    return f"magellan_{name}"
+
+
 def site_vars() -> dict[str, Any]:
     """The site's shared variables as Ansible sees them (plugins/vars/magellan_contract.py): one per fact, read by
     every role that needs it. An inventory's group_vars override them."""
-    return {
-        "magellan_prefix": PREFIX,
-        "magellan_jobs_dir": JOBS_DIR,
-        "magellan_data_dir": DATA_DIR,
-        "magellan_textfile_dir": TEXTFILE_DIR,
-        "magellan_ports": dict(PORTS),
-    }
+    return {site_var(k): v for k, v in SITE_DIRS.items()} | {site_var("ports"): dict(PORTS)}
 
 
 class ContractError(ValueError):
@@ -160,6 +167,7 @@ DEFAULT_SEED = 12345
 DEFAULT_DURATION = 20  # seconds a comparison's job runs
 INPUT_EVENTS = 5000  # events in the input file of analyze and storm
 STORM_FILES = 32  # a storm's readers read their own copies of the input, up to this many
+CHOS_NAME = re.compile(r"[a-z0-9_.-]{0,32}")
 
 
 @dataclass(frozen=True)
@@ -200,6 +208,15 @@ def db12_score(name: str, events: float, cpu_seconds: float) -> float | None:
     return events / cpu_seconds / CATALOGUE[w.db12_unit].events_per_db12_second
 
 
+def label(name: str, readers: int = 1, fmt: str = DEFAULT_FORMAT) -> str:
+    """A comparison's name: the workload, the readers of a storm, a format other than the default for a workload
+    that reads files (simulate, analyze-ttree, storm-n16). It names the report's plots and the published metrics'
+    file."""
+    w = workload(name)
+    base = f"{w.name}-n{readers}" if w.readers else w.name
+    return base if fmt == DEFAULT_FORMAT or not w.reads_input else f"{base}-{fmt}"
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """What a job runs, as the controller asks for it: checked once (check), turned into argv once (argv)."""
@@ -212,6 +229,7 @@ class JobSpec:
     cold: bool = False  # analyze and storm evict their input from the page cache before every pass
     format: str = DEFAULT_FORMAT
     input_events: int = INPUT_EVENTS
+    chos: str = ""  # the CHOS environment the job asks for (CHOS=<name>); empty: the node's default
 
     def check(self) -> JobSpec:
         """self, or ContractError saying which parameter is wrong and what to give."""
@@ -230,15 +248,13 @@ class JobSpec:
             raise ContractError(f"format {self.format!r}: one of {', '.join(FORMATS)}")
         if not 0 < self.input_events <= 10**8:
             raise ContractError(f"input_events {self.input_events}: 1 to 10^8")
+        if not CHOS_NAME.fullmatch(self.chos):
+            raise ContractError(f"chos {self.chos!r}: a CHOS environment's name ({CHOS_NAME.pattern}) or empty")
         return self
 
     @property
     def label(self) -> str:
-        """The comparison's name: the workload, the readers of a storm, a format other than the default
-        (simulate, analyze-ttree, storm-n16)."""
-        w = workload(self.workload)
-        label = f"{w.name}-n{self.readers}" if w.readers else w.name
-        return label if self.format == DEFAULT_FORMAT or not w.reads_input else f"{label}-{self.format}"
+        return label(self.workload, self.readers, self.format)
 
     def input_path(self, data_dir: str = DATA_DIR) -> str:
         """The input of analyze and storm on a node: made once per seed, size and format."""
@@ -423,6 +439,28 @@ def parse_proc_stat(text: str) -> ProcStat:
     return ProcStat(*values)
 
 
+# /proc/<pid>/io: the storage I/O the workload writes as bytes_read/bytes_written and the exporter reads live
+
+
+@dataclass(frozen=True)
+class ProcIO:
+    read_bytes: int
+    write_bytes: int
+
+
+def parse_proc_io(text: str) -> ProcIO:
+    """read_bytes and write_bytes (what reached storage, not rchar/wchar) of /proc/<pid>/io; ValueError on
+    anything else."""
+    fields = {key.strip(): value for key, sep, value in (line.partition(":") for line in text.splitlines()) if sep}
+    try:
+        values = [int(fields["read_bytes"]), int(fields["write_bytes"])]
+    except (KeyError, ValueError):
+        raise ValueError("malformed /proc/<pid>/io") from None
+    if not all(0 <= v <= COUNT_MAX for v in values):
+        raise ValueError("malformed /proc/<pid>/io")
+    return ProcIO(*values)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Metric names
 
@@ -451,6 +489,7 @@ JOB_METRICS: Mapping[str, str] = {  # role -> the job exporter's series (the com
     "started": "magellan_job_start_time_seconds",
     "score": "magellan_job_score_db12",
 }
+JOB_INFO = "magellan_job_info"  # 1 per job, with the per-job labels and `format` (FORMATS; "": no ROOT file)
 NODE_PROFILE_CPUS = "magellan_node_profile_cpus"
 NODE_PROFILE_READ_BPS = "magellan_node_profile_read_bytes_per_second"
 NODE_VIRTUAL_INFO = "magellan_node_virtual_info"

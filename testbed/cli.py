@@ -3,33 +3,41 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from testbed import compare
-from testbed.inventory import Inventory, InventoryError, Node, load_inventory
+from magellan import contract
+from magellan.contract import ContractError, JobSpec
+from testbed import analysis, compare
+from testbed.campaign import Campaign, Observer
+from testbed.compare import Plan
+from testbed.inventory import Inventory, InventoryError, load_inventory
+from testbed.model import Comparison
 from testbed.prom import PromClient, PromError
-from testbed.report import Comparison, print_campaign, write_report
+from testbed.render import print_campaign
+from testbed.report import write_report
 from testbed.results import PublishError, publish
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-WORKLOADS = ("simulate", "analyze", "storm")
+def _names(text: str, known: tuple[str, ...]) -> list[str]:
+    names = [w.strip() for w in text.split(",") if w.strip()]
+    if not names or any(w not in known for w in names):
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (use a comma-separated list of {', '.join(known)})")
+    return list(dict.fromkeys(names))
 
 
 def _workloads(text: str) -> list[str]:
-    names = [w.strip() for w in text.split(",") if w.strip()]
-    unknown = [w for w in names if w not in WORKLOADS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"invalid choice: {text!r} (use a comma-separated list of {', '.join(WORKLOADS)})"
-        )
-    return list(dict.fromkeys(names))
+    return _names(text, tuple(contract.CATALOGUE))
+
+
+def _formats(text: str) -> list[str]:
+    return _names(text, contract.FORMATS)
 
 
 def _readers(text: str) -> list[int]:
@@ -37,8 +45,10 @@ def _readers(text: str) -> list[int]:
         sizes = sorted({int(n) for n in text.split(",")})
     except ValueError:
         sizes = []
-    if not sizes or not all(1 <= n <= 1000 for n in sizes):
-        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated numbers of readers from 1 to 1000")
+    if not sizes or not all(1 <= n <= contract.READERS_MAX for n in sizes):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give comma-separated numbers of readers from 1 to {contract.READERS_MAX}"
+        )
     return sizes
 
 
@@ -60,7 +70,16 @@ def _parser() -> argparse.ArgumentParser:
         "--readers",
         type=_readers,
         default="1,4,16",
-        help="storm sizes: comma-separated numbers of concurrent readers, 1 to 1000 (default: %(default)s)",
+        help=f"storm sizes: comma-separated numbers of concurrent readers, 1 to {contract.READERS_MAX} "
+        "(default: %(default)s)",
+    )
+    c.add_argument(
+        "--format",
+        type=_formats,
+        default=contract.DEFAULT_FORMAT,
+        help="event-file formats analyze and storm read, comma-separated: rntuple (ROOT's RNTuple, what uproot "
+        "writes by default), ttree (a TTree, what ATLAS files hold today); each format is a comparison of its own "
+        "on the same storage (default: %(default)s)",
     )
     c.add_argument("--storm-repeat", type=int, default=1, help="repetitions of each storm size per node (default 1)")
     c.add_argument(
@@ -70,9 +89,16 @@ def _parser() -> argparse.ArgumentParser:
         help="analyze and storm evict their input from the page cache before every pass, so they read the "
         "node's storage and its read throttle gives the known answer (default: on)",
     )
-    c.add_argument("--duration", type=int, default=20, help="seconds each job runs (default 20)")
+    c.add_argument(
+        "--duration",
+        type=int,
+        default=contract.DEFAULT_DURATION,
+        help="seconds each job runs (default %(default)s)",
+    )
     c.add_argument("--events", type=int, default=0, help="stop each job after this many events (0: no limit)")
-    c.add_argument("--seed", type=int, default=12345)
+    c.add_argument(
+        "--seed", type=int, default=contract.DEFAULT_SEED, help="the jobs' random seed (default %(default)s)"
+    )
     c.add_argument(
         "--repeat",
         type=int,
@@ -85,7 +111,9 @@ def _parser() -> argparse.ArgumentParser:
         help="run all nodes at once instead of in turn (nodes sharing one host then slow each other down)",
     )
     c.add_argument("--reference", help="node the others are compared to (default: the largest CPU profile)")
-    c.add_argument("--prometheus-url", help="default: the inventory's prometheus host, port 9090")
+    c.add_argument(
+        "--prometheus-url", help=f"default: the inventory's prometheus host, port {contract.PORTS['prometheus']}"
+    )
     c.add_argument("--reports-dir", type=Path, default=REPO / "reports")
     c.add_argument(
         "--tolerance",
@@ -104,100 +132,103 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _campaign_error(args: argparse.Namespace) -> str | None:
-    """What is wrong with the campaign's parameters, before anything runs."""
-    reading = [w for w in args.workload if w != "simulate"]
-    if reading and (args.events or args.duration <= 0):
-        return (
-            f"{' and '.join(reading)} run for --duration SECONDS (they re-read their input); --events is for simulate"
+def _campaign(args: argparse.Namespace, inventory: Inventory) -> Campaign:
+    """The campaign the options ask for; ContractError (naming the parameter) before anything runs."""
+    spec = JobSpec(duration=args.duration, events=args.events, seed=args.seed, cold=args.cold)
+    return Campaign.build(
+        inventory.nodes(args.group),
+        args.workload,
+        spec,
+        readers=args.readers,
+        formats=args.format,
+        repeat=args.repeat,
+        storm_repeat=args.storm_repeat,
+        concurrent=args.concurrent,
+        reference=args.reference,
+    )
+
+
+class _Console(Observer):
+    """A live progress bar per node and comparison; each comparison published as it ends."""
+
+    def __init__(self, console: Console, inventory: Inventory, args: argparse.Namespace) -> None:
+        self.console, self.inventory, self.args = console, inventory, args
+        self.bar: Progress | None = None
+        self.unpublished = 0
+
+    def _stop_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+    def started(self, plan: Plan, attempt: int) -> Callable[[dict[str, float]], None]:
+        self._stop_bar()
+        total = float(plan.spec.events * plan.repeat) if plan.spec.events else None
+        bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            console=self.console,
         )
-    if args.duration <= 0 and args.events <= 0:
-        return "--duration or --events must be positive"
-    if args.repeat < 1 or args.storm_repeat < 1:
-        return "--repeat and --storm-repeat must be at least 1"
-    return None
+        again = f" (try {attempt + 1})" if attempt else ""
+        tasks = {n.name: bar.add_task(f"{plan.label}{again} {n.name}", total=total, rate="") for n in plan.nodes}
+        bar.start()
+        self.bar = bar
 
+        def show(per_node: dict[str, float]) -> None:
+            for node, value in per_node.items():
+                if node in tasks and value:
+                    bar.update(tasks[node], completed=value, rate=f"{value:,.0f} events")
 
-def _plans(args: argparse.Namespace, nodes: list[Node]) -> list[compare.Plan]:
-    common = {
-        "nodes": nodes,
-        "duration": args.duration,
-        "events": args.events,
-        "seed": args.seed,
-        "reference": args.reference,
-        "concurrent": args.concurrent,
-        "cold": args.cold,
-    }
-    plans = []
-    for w in args.workload:
-        if w == compare.STORM:
-            plans += [compare.Plan(workload=w, repeat=args.storm_repeat, readers=n, **common) for n in args.readers]
-        else:
-            plans.append(compare.Plan(workload=w, repeat=args.repeat, **common))
-    return plans
+        return show
 
+    def measuring_again(self, plan: Plan, starved: dict[str, float]) -> None:
+        self._stop_bar()
+        shares = ", ".join(f"{node} got {share:.0%} of its CPU" for node, share in starved.items())
+        self.console.print(f"[yellow]{plan.label} measured again:[/] starved ({shares})")
 
-def _run(plan: compare.Plan, inventory: Inventory, prom: PromClient, console: Console) -> Comparison:
-    """One comparison of the campaign, with a live progress bar per node."""
-    total = float(plan.events * plan.repeat) if plan.events else None
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-        tasks = {n.name: bar.add_task(f"{plan.label} {n.name}", total=total, rate="") for n in plan.nodes}
-
-        mine = {n.name: re.compile(rf"-r\d+-{re.escape(n.name)}(-\d+)?$") for n in plan.nodes}
-
-        def show(done: dict[str, float]) -> None:
-            for n in plan.nodes:
-                value = sum(v for job, v in done.items() if mine[n.name].search(job))
-                if value:
-                    bar.update(tasks[n.name], completed=value, rate=f"{value:,.0f} events")
-
-        return compare.run(inventory, plan, prom, REPO / ".testbed" / "logs", on_progress=show)
+    def finished(self, comparison: Comparison) -> None:
+        self._stop_bar()
+        if not self.args.publish:
+            return
+        try:
+            where = publish(comparison, self.inventory, self.args.tolerance, group=self.args.group)
+            self.console.print(f"{comparison.label}: results published as metrics to {where}")
+        except PublishError as exc:
+            self.unpublished += 1
+            self.console.print(f"[red]error:[/] {exc} (--no-publish skips this)")
 
 
 def _compare(args: argparse.Namespace, console: Console) -> int:
-    error = _campaign_error(args)
-    if error:
-        console.print(f"[red]error:[/] {error}")
-        return 2
     inventory = load_inventory(args.inventory)
     nodes = inventory.nodes(args.group)
     if args.reference and args.reference not in {n.name for n in nodes}:
         console.print(f"[red]error:[/] --reference {args.reference} is not a node of group '{args.group}'")
         return 2
+    try:
+        campaign = _campaign(args, inventory)
+    except ContractError as exc:
+        console.print(f"[red]error:[/] {exc} (see testbed compare --help)")
+        return 2
     prom = PromClient(args.prometheus_url or inventory.prometheus_url(), timeout=10.0)
     prom.query("up")  # fail early, with the URL, when Prometheus is not reachable
-    plans = _plans(args, nodes)
-    mode = "all at once" if args.concurrent else "in turn (A B A B)"
-    console.print(
-        f"Campaign: {', '.join(p.label for p in plans)} on {', '.join(n.name for n in nodes)} {mode}, "
-        f"{args.duration or '-'} s per job ({args.events or 'no'} event limit); live figures from {prom.base_url}"
-    )
-    results, unpublished = [], 0
-    for plan in plans:
-        results.append(_run(plan, inventory, prom, console))
-        if args.publish:
-            try:
-                where = publish(results[-1], inventory, args.tolerance, group=args.group)
-                console.print(f"{plan.label}: results published as metrics to {where}")
-            except PublishError as exc:
-                unpublished += 1
-                console.print(f"[red]error:[/] {exc} (--no-publish skips this)")
+    console.print(f"Campaign: {campaign.describe()}; live figures from {prom.base_url}")
+    observer = _Console(console, inventory, args)
+    try:
+        results = campaign.run(inventory, prom, REPO / ".testbed" / "logs", observer)
+    finally:
+        observer._stop_bar()
     print_campaign(console, results, tolerance=args.tolerance)
     out = write_report(results, args.reports_dir, tolerance=args.tolerance)
     console.print(f"Report written to [bold]{out}[/]")
-    if unpublished:
+    if observer.unpublished:
         return 1
     failed = sum(c.failed_runs for c in results)
     if failed:
         console.print(f"[red]{failed} run(s) failed[/] (listed above and in the report); the others were measured")
         return 1
-    if args.strict and not all(c.known_answer_ok(args.tolerance) for c in results):
+    if args.strict and not all(analysis.known_answer_ok(c, args.tolerance) for c in results):
         console.print(f"[red]known-answer check failed:[/] a ratio deviates more than {args.tolerance} %")
         return 1
     return 0

@@ -1,59 +1,55 @@
 """Run one workload on several nodes side by side and measure it through Prometheus.
 
-The numbers come from Prometheus, i.e. from what the job exporters on the nodes reported — the same
-series the dashboards show — not from the jobs' own summaries.
+The numbers come from Prometheus, i.e. from what the job exporters on the nodes reported — the same series the
+dashboards show — not from the jobs' own summaries. Job ids, directories and command lines come from the contract
+(magellan.contract): this module computes them once per job and hands them to playbooks/run_workload.yml.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import subprocess
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from magellan import contract
+from magellan.contract import JobRef, JobSpec
 from testbed.inventory import Inventory, Node, ansible_command, ansible_env, play_result
+from testbed.model import Comparison, NodeResult
 from testbed.prom import PromClient, PromError
-from testbed.report import Comparison, NodeResult
 
 REPO = Path(__file__).resolve().parent.parent
+M = contract.JOB_METRICS
 
 
 class CompareError(RuntimeError):
     """The comparison could not be run or measured."""
 
 
-STORM = "storm"
-
-
 @dataclass(frozen=True)
 class Plan:
+    """One comparison: a job (spec) on every node, repeated; in turn (A B A B) or all nodes at once."""
+
     nodes: list[Node]
-    workload: str = "simulate"
-    duration: int = 60
-    events: int = 0
-    seed: int = 12345
+    spec: JobSpec = field(default_factory=JobSpec)
     reference: str | None = None
     repeat: int = 1
     concurrent: bool = False
-    readers: int = 1  # storm: concurrent analyze readers per job
-    cold: bool = True  # analyze and storm read the storage, not the page cache
 
     @property
     def label(self) -> str:
-        """The workload, with the readers of a storm: simulate, analyze, storm-n16."""
-        return f"{self.workload}-n{self.readers}" if self.workload == STORM else self.workload
+        return self.spec.label
 
-    def job_id(self, run_id: str, node: Node, rep: int = 0) -> str:
-        return f"{run_id}-r{rep}-{node.name}"
-
-    def run_jobs(self, run_id: str, node: Node, rep: int) -> list[str]:
-        """The progress-file job ids of one run: the job itself, or each reader of a storm."""
-        job = self.job_id(run_id, node, rep)
-        return [f"{job}-{i}" for i in range(self.readers)] if self.workload == STORM else [job]
+    def run_jobs(self, run_id: str, node: Node, rep: int) -> list[JobRef]:
+        """The progress files of one run on one node: the job itself, or each reader of a storm."""
+        job = JobRef(run_id, rep, node.name)
+        return job.readers(self.spec.readers) if contract.workload(self.spec.workload).readers else [job]
 
     def batches(self) -> list[tuple[str, int]]:
         """(ansible host pattern, repetition) per step. Interleaved: A B A B …, one node at a time, so that nodes
@@ -69,7 +65,7 @@ class Plan:
     def job_ids(self, run_id: str, skip: Collection[tuple[str, int]] = ()) -> set[str]:
         """Every job of the run, but those of the (node, repetition) runs in skip."""
         return {
-            job
+            job.format()
             for n in self.nodes
             for rep in range(self.repeat)
             if (n.name, rep) not in skip
@@ -78,7 +74,37 @@ class Plan:
 
 
 def new_run_id(plan: Plan, now: datetime | None = None) -> str:
-    return f"cmp-{(now or datetime.now(UTC)).strftime('%Y%m%dT%H%M%S')}-{plan.label}"
+    return contract.RunId.new(plan.label, now).format()
+
+
+def prepare_script(spec: JobSpec, node: Node) -> str:
+    """Shell lines that make a job's inputs on its node when they are missing (the input once per seed, size and
+    format; a storm's per-reader copies), each written under a temporary name and renamed; 'made <file>' per file
+    made, nothing when all are there. Empty for a job without inputs."""
+    if not contract.workload(spec.workload).reads_input:
+        return ""
+    first, *copies = spec.inputs(node.data_dir)
+    q = shlex.quote
+    make = shlex.join(spec.input_argv(node.name, node.data_dir, node.prefix))
+    lines = ["set -e", f"if [ ! -e {q(first)} ]; then {make} >/dev/null; mv {q(first + '.partial')} {q(first)}"]
+    lines[-1] += f"; echo made {q(first)}; fi"
+    for copy in copies:  # each reader its own file: no reader finds another's pages cached
+        part = q(copy + ".partial")
+        lines.append(f"if [ ! -e {q(copy)} ]; then cp {q(first)} {part}; mv {part} {q(copy)}; echo made {q(copy)}; fi")
+    return "\n".join(lines)
+
+
+def job_vars(spec: JobSpec, node: Node, job: JobRef) -> dict[str, Any]:
+    """What run_workload.yml needs to run one job on its node, all computed here."""
+    job_id = job.format()
+    return {
+        "job_id": job_id,
+        "command": shlex.join(spec.argv(job_id, node.jobs_dir, node.data_dir, node.prefix)),
+        "prepare": prepare_script(spec, node),
+        "duration": spec.duration,
+        "chos": spec.chos,
+        "output": contract.JOB_OUTPUT.format(job_id=job_id),
+    }
 
 
 def start_jobs(
@@ -87,17 +113,9 @@ def start_jobs(
     """Start playbooks/run_workload.yml on every host of the pattern at once; its result goes to `result` as JSON
     (ansible.posix.json), its warnings and errors to `log`."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    extra = {
-        "workload_run_id": run_id,
-        "workload_hosts": hosts,
-        "workload_name": plan.workload,
-        "workload_duration": plan.duration,
-        "workload_events": plan.events,
-        "workload_seed": plan.seed,
-        "workload_rep": rep,
-        "workload_readers": plan.readers,
-        "workload_cold": plan.cold,
-    }
+    names = hosts.split(",")
+    jobs = {n.name: job_vars(plan.spec, n, JobRef(run_id, rep, n.name)) for n in plan.nodes if n.name in names}
+    extra = {"workload_hosts": hosts, "workload_jobs": jobs}
     cmd = [ansible_command("ansible-playbook"), "-i", str(inventory.path), str(REPO / "playbooks" / "run_workload.yml")]
     cmd += ["-e", json.dumps(extra)]
     with log.open("ab") as err, result.open("wb") as out:
@@ -130,18 +148,23 @@ def _values(prom: PromClient, expr: str, key: str = "job_id") -> dict[str, float
 
 def _of_run(run_id: str, extra: str = "") -> str:
     """Label matchers selecting the jobs of one run."""
-    return f'job_id=~"{run_id}-.*"' + (f",{extra}" if extra else "")
+    return contract.run_selector(run_id) + (f",{extra}" if extra else "")
 
 
 def virtual_nodes(prom: PromClient) -> dict[str, str]:
     """node -> the accelerator a virtual node really runs on (kvm, tcg, xen), as its node exporter reports it
     (role virtual_node); bare-metal nodes are not in it."""
-    return {s.labels["node"]: s.labels.get("accel", "unknown") for s in prom.query("magellan_node_virtual_info == 1")}
+    info = prom.query(f"{contract.NODE_VIRTUAL_INFO} == 1")
+    return {s.labels["node"]: s.labels.get("accel", "unknown") for s in info}
 
 
 def progress(prom: PromClient, run_id: str) -> dict[str, float]:
-    """Events processed so far per job of this run."""
-    return _values(prom, f"magellan_job_events_processed_total{{{_of_run(run_id)}}}")
+    """Events processed so far per node in this run (a storm's readers summed)."""
+    per_node: dict[str, float] = {}
+    for job_id, events in _values(prom, f"{M['events']}{{{_of_run(run_id)}}}").items():
+        if ref := JobRef.parse(job_id, run_id):
+            per_node[ref.node] = per_node.get(ref.node, 0.0) + events
+    return per_node
 
 
 def wait_final(
@@ -150,8 +173,8 @@ def wait_final(
     """Wait until Prometheus has scraped every job in a final state (finished or failed); return the jobs that did
     not get there in time. Runs in skip never started a job (their submission failed): nothing to wait for."""
     wanted = plan.job_ids(run_id, skip)
-    final = 'state=~"finished|failed"'
-    expr = f"magellan_job_state{{{_of_run(run_id, final)}}} == 1"
+    final = f'state=~"{contract.FINISHED}|{contract.FAILED}"'
+    expr = f"{M['state']}{{{_of_run(run_id, final)}}} == 1"
     done: set[str] = set()
 
     def all_final() -> bool:
@@ -173,24 +196,21 @@ def measure(
     def last(metric: str) -> dict[str, float]:
         return _values(prom, f"last_over_time({metric}{{{_of_run(run_id)}}}[1h])")
 
-    events = last("magellan_job_events_processed_total")
-    wall = last("magellan_job_wall_seconds")
-    cpu = last("magellan_job_cpu_seconds_total")
-    read = last("magellan_job_read_bytes_total")
-    failed_state = 'state="failed"'
-    failed = _values(prom, f"magellan_job_state{{{_of_run(run_id, failed_state)}}} == 1")
-    cpus = _values(prom, "magellan_node_profile_cpus", key="node")
-    read_bps = _values(prom, "magellan_node_profile_read_bytes_per_second", key="node")
+    events, wall, cpu, read = (last(M[k]) for k in ("events", "wall", "cpu", "read"))
+    failed_state = f'state="{contract.FAILED}"'
+    failed = _values(prom, f"{M['state']}{{{_of_run(run_id, failed_state)}}} == 1")
+    cpus = _values(prom, contract.NODE_PROFILE_CPUS, key="node")
+    read_bps = _values(prom, contract.NODE_PROFILE_READ_BPS, key="node")
     virtual = virtual_nodes(prom)
     results = []
     for node in plan.nodes:
         runs: list[float | None] = []
         total = {"events": 0.0, "wall": 0.0, "cpu": 0.0, "read": 0.0}
         for rep in range(plan.repeat):
-            jobs = plan.run_jobs(run_id, node, rep)
+            jobs = [j.format() for j in plan.run_jobs(run_id, node, rep)]
             why = failures.get((node.name, rep))
             if why is None and any(j in failed for j in jobs):
-                why = "the job failed: see its progress file in /var/lib/magellan/jobs on the node"
+                why = f"the job failed: see its progress file in {node.jobs_dir} on {node.name}"
             if why is None and any(j not in events or j not in wall for j in jobs):
                 why = f"Prometheus has no figures for {', '.join(j for j in jobs if j not in events)}"
             if why is not None:
@@ -207,8 +227,8 @@ def measure(
         results.append(
             NodeResult(
                 node=node.name,
-                platform=virtual.get(node.name, node.platform),
-                job_id=",".join(plan.job_id(run_id, node, rep) for rep in range(plan.repeat)),
+                platform=contract.platform(node.platform, virtual.get(node.name)),
+                job_id=",".join(JobRef(run_id, rep, node.name).format() for rep in range(plan.repeat)),
                 configured_cpus=cpus.get(node.name),
                 events=int(total["events"]),
                 wall_seconds=total["wall"],
@@ -240,8 +260,8 @@ def run(
     log_dir: Path,
     on_progress: Callable[[dict[str, float]], None] | None = None,
 ) -> Comparison:
-    """Run the plan, follow it live through Prometheus, and return the measured comparison. A run that fails is
-    recorded as failed, with its reason, and the others go on."""
+    """Run the plan, follow it live through Prometheus (on_progress: events so far per node), and return the
+    measured comparison. A run that fails is recorded as failed, with its reason, and the others go on."""
     run_id = new_run_id(plan)
     started = datetime.now(UTC)
     log = log_dir / f"{run_id}.log"
@@ -260,26 +280,22 @@ def run(
     late = wait_final(prom, plan, run_id, skip=failures)
     for node in plan.nodes:
         for rep in range(plan.repeat):
-            jobs = sorted(late.intersection(plan.run_jobs(run_id, node, rep)))
+            jobs = sorted(late.intersection(j.format() for j in plan.run_jobs(run_id, node, rep)))
             if jobs:
                 failures[(node.name, rep)] = (
                     f"Prometheus has no final state for {', '.join(jobs[:3])}: check that the job exporter on "
-                    f"{node.name} is up (magellan_job_collector_up) and that the job ran"
+                    f"{node.name} is up ({contract.exporter_up('job')}) and that the job ran"
                 )
     results = measure(prom, plan, run_id, failures)
     if on_progress:
         on_progress(progress(prom, run_id))
     return Comparison(
-        workload=plan.workload,
+        workload=plan.spec.workload,
         parameters={
-            "duration_s": plan.duration,
-            "events": plan.events,
-            "seed": plan.seed,
+            **plan.spec.parameters(),
             "run_id": run_id,
             "repeat": plan.repeat,
             "mode": "concurrent" if plan.concurrent else "interleaved",
-            "readers": plan.readers,
-            "cold": plan.cold,
         },
         reference=pick_reference(plan, results),
         started=started,

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from magellan import contract
+
 
 class InventoryError(RuntimeError):
     """The inventory could not be read or lacks what the command needs."""
@@ -22,6 +24,9 @@ class Node:
     address: str
     platform: str
     profile: dict[str, Any] = field(default_factory=dict)
+    jobs_dir: str = contract.JOBS_DIR  # the site's magellan_* variables, as the node's hostvars have them
+    data_dir: str = contract.DATA_DIR
+    prefix: str = contract.PREFIX
 
 
 @dataclass(frozen=True)
@@ -43,9 +48,10 @@ class Inventory:
         hv = self.hostvars.get(host, {})
         address = str(hv.get("testbed_address") or hv.get("ansible_host") or host)
         profile = hv.get("testbed_node_profile") or {}
-        return Node(host, address, str(hv.get("testbed_platform", "unknown")), dict(profile))
+        site = {k: str(hv[var]) for k in ("jobs_dir", "data_dir", "prefix") if (var := contract.site_var(k)) in hv}
+        return Node(host, address, str(hv.get("testbed_platform", "unknown")), dict(profile), **site)
 
-    def prometheus_url(self, port: int = 9090) -> str:
+    def prometheus_url(self, port: int = contract.PORTS["prometheus"]) -> str:
         servers = self.groups.get("prometheus", [])
         if len(servers) != 1:
             raise InventoryError(f"inventory {self.path} needs exactly one host in group 'prometheus'")

@@ -16,15 +16,17 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from magellan import contract
+from testbed import analysis
 from testbed.inventory import Inventory, ansible_command, ansible_env
-from testbed.report import FAILED, Comparison
+from testbed.model import Comparison
 
 REPO = Path(__file__).resolve().parent.parent
 # group: the inventory group compared (one comparison per group and workload: the campaign of workload_nodes, the
 # bare-metal vs virtual one of bare_vs_virtual); a node in both has one series in each.
-LABELS = ["group", "workload", "readers", "node", "platform", "accel", "reference"]
+# format: the event files' format of a workload that reads them (rntuple, ttree), "none" for simulate.
+LABELS = ["group", "workload", "readers", "format", "node", "platform", "accel", "reference"]
 DEFAULT_GROUP = "workload_nodes"
-TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 
 
 class PublishError(RuntimeError):
@@ -35,7 +37,7 @@ def exposition(c: Comparison, tolerance_pct: float, group: str = DEFAULT_GROUP) 
     """The comparison as Prometheus text exposition: one series per node and figure."""
 
     def family(name: str, doc: str) -> GaugeMetricFamily:
-        return GaugeMetricFamily(f"magellan_comparison_{name}", doc, labels=LABELS)
+        return GaugeMetricFamily(f"{contract.COMPARISON_PREFIX}{name}", doc, labels=LABELS)
 
     ratio = family("ratio", "Events/s relative to the reference node (median of the paired repetitions).")
     spread = family("ratio_spread", "Half the range of the paired ratios (absent with one repetition).")
@@ -49,16 +51,18 @@ def exposition(c: Comparison, tolerance_pct: float, group: str = DEFAULT_GROUP) 
     eff = family("job_cpu_efficiency", "CPU seconds per wall second of one job (a storm: of one reader).")
     repeats = family("repetitions", "Repetitions per node.")
     failed = family("failed_runs", "Repetitions that failed and were left out of the figures.")
-    for row in c.rows():
+    fmt = c.format or "none"
+    for row in analysis.rows(c):
         r = row.result
-        labels = [group, c.workload, str(c.readers), r.node, r.platform, r.accel or "none", c.reference]
+        accel = r.accel or contract.BARE_METAL_ACCEL
+        labels = [group, c.workload, str(c.readers), fmt, r.node, r.platform, accel, c.reference]
         failed.add_metric(labels, len(r.failed))
-        if row.verdict == FAILED:  # no figures: every repetition failed
+        if row.verdict == analysis.FAILED:  # no figures: every repetition failed
             continue
         ratio.add_metric(labels, row.ratio)
         eps.add_metric(labels, r.events_per_second)
         read.add_metric(labels, r.read_mb_per_second * 1e6)
-        eff.add_metric(labels, c.job_efficiency(r))
+        eff.add_metric(labels, analysis.job_efficiency(c, r))
         repeats.add_metric(labels, max(len(r.runs), 1))
         tolerance.add_metric(labels, tolerance_pct / 100.0)
         if row.spread is not None:
@@ -66,11 +70,11 @@ def exposition(c: Comparison, tolerance_pct: float, group: str = DEFAULT_GROUP) 
         if row.expected is not None:
             expected.add_metric(labels, row.expected)
     finished = GaugeMetricFamily(
-        "magellan_comparison_finished_timestamp_seconds",
+        f"{contract.COMPARISON_PREFIX}finished_timestamp_seconds",
         "Unix time the comparison ended.",
-        labels=["group", "workload", "readers"],
+        labels=LABELS[:4],
     )
-    finished.add_metric([group, c.workload, str(c.readers)], c.finished.timestamp())
+    finished.add_metric([group, c.workload, str(c.readers), fmt], c.finished.timestamp())
 
     class _Collector(Collector):
         def collect(self) -> list[GaugeMetricFamily]:
@@ -86,7 +90,7 @@ def publish(
     inventory: Inventory,
     tolerance_pct: float,
     group: str = DEFAULT_GROUP,
-    textfile_dir: str = TEXTFILE_DIR,
+    textfile_dir: str | None = None,
 ) -> str:
     """Write the metrics as <textfile_dir>/magellan_comparison_<label>.prom on the Prometheus host (label: the
     workload, with the readers of a storm: storm-n16; prefixed by the group unless it is workload_nodes),
@@ -95,7 +99,9 @@ def publish(
     if len(hosts) != 1:
         raise PublishError(f"the inventory's group 'prometheus' has {len(hosts)} hosts; publishing needs exactly one")
     name = c.label if group == DEFAULT_GROUP else f"{group}_{c.label}"
-    dest = f"{textfile_dir}/magellan_comparison_{name}.prom"
+    host = inventory.hostvars.get(hosts[0], {})
+    textfile_dir = textfile_dir or str(host.get(contract.site_var("textfile_dir"), contract.TEXTFILE_DIR))
+    dest = f"{textfile_dir}/{contract.COMPARISON_PREFIX}{name}.prom"
     args = {"content": exposition(c, tolerance_pct, group), "dest": dest, "mode": "0644"}
     cmd = [ansible_command("ansible"), "-i", str(inventory.path), hosts[0], "-m", "ansible.builtin.copy"]
     cmd += ["-a", json.dumps(args)]

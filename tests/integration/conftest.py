@@ -11,15 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from testbed import compare
+from magellan.contract import JobSpec
+from testbed.campaign import Campaign, Observer
+from testbed.compare import Plan
 from testbed.inventory import Inventory, ansible_command, ansible_env, load_inventory
+from testbed.model import Comparison
 from testbed.prom import PromClient
-from testbed.report import Comparison
 from testbed.results import publish
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORY = REPO / "inventories" / "local"
-STARVED_RETRIES = 2
 
 
 def ansible_playbook(
@@ -67,31 +68,35 @@ def prom(site: Inventory) -> PromClient:
     return PromClient(site.prometheus_url(), timeout=10.0)
 
 
+class _Warn(Observer):
+    """A comparison measured again is a pytest warning naming the starved nodes and their share of the CPU."""
+
+    def measuring_again(self, plan: Plan, starved: dict[str, float]) -> None:
+        warnings.warn(f"{plan.label} measured again: starved {starved}", stacklevel=1)
+
+
 @pytest.fixture(scope="session")
 def campaign(site: Inventory, prom: PromClient, tmp_path_factory: pytest.TempPathFactory) -> list[Comparison]:
-    """A small campaign on the site (jobs submitted through Slurm), run once for the session and published:
-    simulate and cold analyze, two repetitions each, and storms of 1 and 4 readers, each on both nodes at once
-    (--concurrent, the other mode of `testbed compare`). Simulate's known answer is the CPU quotas (1 + 0.5 of the two
-    cores here), and at once both nodes see the same host: this shared VM's speed per CPU-second moved by up to 40 %
-    from one 20 s job to the next (in turn, compute2/compute1 paired ratios of 0.29 and 0.56 in one run; at once
-    0.48-0.53 in three). The I/O-bound workloads hold each node to its own read throttle. A comparison in which a
-    node got less than 90 % of its CPU (Comparison.starved: the 1-CPU node shares this 2-CPU host with the other
-    node, the site and the host's own hypervisor) is measured again, up to STARVED_RETRIES times, with a warning;
-    the least starved try is kept."""
+    """A small campaign on the site (jobs submitted through Slurm), run once for the session by the Campaign that
+    `testbed compare` runs, and published: simulate and cold analyze, two repetitions each, and storms of 1 and 4
+    readers, each on both nodes at once (--concurrent, the other mode of `testbed compare`). Simulate's known answer
+    is the CPU quotas (1 + 0.5 of the two cores here), and at once both nodes see the same host: this shared VM's
+    speed per CPU-second moved by up to 40 % from one 20 s job to the next (in turn, compute2/compute1 paired ratios
+    of 0.29 and 0.56 in one run; at once 0.48-0.53 in three). The I/O-bound workloads hold each node to its own read
+    throttle. The Campaign's rule measures a starved comparison again (testbed.campaign)."""
     nodes = site.nodes("workload_nodes")
-    plans = [
-        compare.Plan(nodes=nodes, duration=20, repeat=2, seed=7, concurrent=True),
-        compare.Plan(nodes=nodes, workload="analyze", duration=15, repeat=2, seed=7, concurrent=True),
-        *(compare.Plan(nodes=nodes, workload="storm", readers=n, duration=10, seed=7, concurrent=True) for n in (1, 4)),
-    ]
-    logs = tmp_path_factory.mktemp("logs")
-    results = []
-    for plan in plans:
-        tries = [compare.run(site, plan, prom, logs)]
-        while (starved := tries[-1].starved()) and len(tries) <= STARVED_RETRIES:  # it measured the host, not the node
-            warnings.warn(f"{plan.label} measured again: starved {starved}", stacklevel=1)
-            tries.append(compare.run(site, plan, prom, logs))
-        results.append(max(tries, key=lambda t: min(t.starved().values(), default=1.0)))  # the least starved
+
+    def plan(spec: JobSpec, repeat: int = 1) -> Plan:
+        return Plan(nodes, spec.check(), repeat=repeat, concurrent=True)
+
+    campaign = Campaign(
+        [
+            plan(JobSpec("simulate", duration=20, seed=7), repeat=2),
+            plan(JobSpec("analyze", duration=15, seed=7, cold=True), repeat=2),
+            *(plan(JobSpec("storm", duration=10, seed=7, cold=True, readers=n)) for n in (1, 4)),
+        ]
+    )
+    results = campaign.run(site, prom, tmp_path_factory.mktemp("logs"), _Warn())
     for c in results:
         publish(c, site, 15.0)
     return results
@@ -101,8 +106,8 @@ def campaign(site: Inventory, prom: PromClient, tmp_path_factory: pytest.TempPat
 def bare_vs_virtual(site: Inventory, prom: PromClient, tmp_path_factory: pytest.TempPathFactory) -> Comparison:
     """make testbed's second comparison: the CPU workload on compute1 and on the guest vm1, published (one
     repetition: the tests check the accelerator's labels and the ratio's range, not its spread)."""
-    plan = compare.Plan(nodes=site.nodes("bare_vs_virtual"), duration=20, repeat=1, seed=7, reference="compute1")
-    c = compare.run(site, plan, prom, tmp_path_factory.mktemp("logs"))
+    plan = Plan(site.nodes("bare_vs_virtual"), JobSpec("simulate", duration=20, seed=7), reference="compute1")
+    c = Campaign([plan]).run(site, prom, tmp_path_factory.mktemp("logs"))[0]
     publish(c, site, 15.0, group="bare_vs_virtual")
     return c
 

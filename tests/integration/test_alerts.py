@@ -6,9 +6,10 @@ from dataclasses import replace
 
 import pytest
 
+from testbed import analysis
 from testbed.inventory import Inventory
+from testbed.model import Comparison
 from testbed.prom import PromClient
-from testbed.report import Comparison
 from testbed.results import publish
 
 pytestmark = pytest.mark.integration
@@ -24,7 +25,7 @@ def _ratio(prom: PromClient) -> float | None:
 def test_results_reach_prometheus_and_a_regression_fires(
     site: Inventory, comparison: Comparison, prom: PromClient
 ) -> None:
-    measured = {r.result.node: r.ratio for r in comparison.rows()}["compute2"]
+    measured = {r.result.node: r.ratio for r in analysis.rows(comparison)}["compute2"]
     publish(comparison, site, 15.0)
     assert prom.wait_until(lambda: _ratio(prom) == pytest.approx(measured), timeout=60, interval=2)
     assert prom.query(FIRING) == [], "the alert fires on the real, healthy comparison"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from testbed.inventory import Inventory
+from testbed.model import Comparison
 from testbed.prom import PromClient
-from testbed.report import Comparison
 from tests.integration.conftest import REPO, ansible_playbook, node_shell
 
 pytestmark = pytest.mark.integration

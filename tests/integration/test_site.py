@@ -11,11 +11,14 @@ from pathlib import Path
 import pytest
 
 from dashboards.queries import check_dashboards
-from testbed import cli
+from magellan.contract import JobSpec
+from testbed import analysis, cli
+from testbed.campaign import STARVED_RETRIES
 from testbed.inventory import Inventory
+from testbed.model import Comparison, load_campaign
 from testbed.prom import PromClient
-from testbed.report import Comparison, load_campaign, write_report
-from tests.integration.conftest import REPO, STARVED_RETRIES, ansible_playbook, node_shell, recap
+from testbed.report import write_report
+from tests.integration.conftest import REPO, ansible_playbook, node_shell, recap
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +44,7 @@ def test_reduced_node_matches_its_profile(comparison: Comparison) -> None:
     """compute2/compute1 within ±15 % of the quotas' 0.5. A quota is a ceiling: when the host leaves the 1-CPU node
     less than its CPU the ratio rises (a CI run measured 0.578), so the campaign measures a starved comparison again
     (conftest.campaign) and keeps the least starved try."""
-    starved = comparison.starved()
+    starved = analysis.starved(comparison)
     why = f"; starved in {1 + STARVED_RETRIES} tries: {starved}" if starved else ""
     by_node = {r.node: r for r in comparison.results}
     full, half = by_node["compute1"], by_node["compute2"]
@@ -58,7 +61,7 @@ def test_reduced_node_matches_its_profile(comparison: Comparison) -> None:
 
 def test_cold_analyze_follows_the_read_throttles(campaign: list[Comparison]) -> None:
     """Half the CPU but twice the storage: cold analyze must come out at the throttles' ratio (2.0), not the CPU's."""
-    analyze = {r.result.node: r for r in campaign[1].rows()}["compute2"]
+    analyze = {r.result.node: r for r in analysis.rows(campaign[1])}["compute2"]
     assert analyze.expected == pytest.approx(2.0)
     assert analyze.deviation_pct is not None and abs(analyze.deviation_pct) <= TOLERANCE * 100, analyze
     for r in campaign[1].results:
@@ -76,27 +79,31 @@ def test_a_storm_saturates_each_node_storage(campaign: list[Comparison]) -> None
             # the aggregate stays at the throttle however many readers share it
             assert abs(r.read_mb_per_second * 1e6 / r.configured_read_bps - 1) <= 0.2, (c.label, r)
     for r1, r4 in zip(one.results, four.results, strict=True):
-        assert four.job_efficiency(r4) < one.job_efficiency(r1)  # each of 4 readers waits more
+        assert analysis.job_efficiency(four, r4) < analysis.job_efficiency(one, r1)  # each of 4 readers waits more
 
 
 def test_a_failed_run_is_marked_and_the_campaign_goes_on(site: Inventory, tmp_path: Path) -> None:
-    """A corrupt input on compute2: its analyze runs fail naming the file, compute1's run and the simulate
-    comparison after it are still measured, and the report lists the failure."""
-    bad = "/var/lib/magellan/data/events-s99-n5000.root"
+    """A corrupt RNTuple input on compute2: its analyze runs fail naming the file, compute1's run, the TTree
+    comparison (its own input file, made on each node) and the simulate comparison after them are still measured,
+    and the report lists the failure and names each comparison's format."""
+    bad = JobSpec("analyze", seed=99).input_path(site.node("compute2").data_dir)
     assert node_shell(site, "compute2", f"head -c 100000 /dev/urandom > {bad}").returncode == 0
     try:
-        argv = ["compare", "--workload", "analyze,simulate", "--seed", "99", "--duration", "5", "--repeat", "1"]
+        argv = ["compare", "--workload", "analyze,simulate", "--format", "rntuple,ttree", "--seed", "99"]
+        argv += ["--duration", "5", "--repeat", "1"]
         code = cli.main([*argv, "--no-publish", "--reports-dir", str(tmp_path)])
     finally:
         node_shell(site, "compute2", f"rm -f {bad}")
     assert code == 1
-    analyze, simulate = load_campaign(next(tmp_path.glob("*-campaign")) / "campaign.json")
+    analyze, ttree, simulate = load_campaign(next(tmp_path.glob("*-campaign")) / "campaign.json")
     failed = {r.node: r.failed for r in analyze.results}
     assert failed["compute1"] == {} and bad in failed["compute2"]["0"], failed
     assert {r.node: r.events > 0 for r in analyze.results} == {"compute1": True, "compute2": False}
-    assert all(r.events > 0 and not r.failed for r in simulate.results)
+    assert (analyze.format, ttree.format, simulate.format) == ("rntuple", "ttree", None)
+    assert all(r.events > 0 and not r.failed for c in (ttree, simulate) for r in c.results), (ttree, simulate)
     report = (next(tmp_path.glob("*-campaign")) / "report.md").read_text()
     assert "## Failed runs" in report and bad in report
+    assert "## analyze (RNTuple event files)" in report and "## analyze-ttree (TTree event files)" in report
 
 
 def test_every_dashboard_query_returns_data(

@@ -8,9 +8,11 @@ import json
 import pytest
 from rich.console import Console
 
+from testbed import analysis
 from testbed.inventory import Inventory
+from testbed.model import Comparison
 from testbed.prom import PromClient
-from testbed.report import Comparison, table
+from testbed.render import table
 from tests.integration.conftest import node_shell
 
 pytestmark = pytest.mark.integration
@@ -34,7 +36,7 @@ def test_guest_is_in_its_accelerators_partition(site: Inventory, accel: str) -> 
 
 
 def test_bare_metal_vs_virtual_ratio_with_its_accelerator(bare_vs_virtual: Comparison, accel: str) -> None:
-    rows = {r.result.node: r for r in bare_vs_virtual.rows()}
+    rows = {r.result.node: r for r in analysis.rows(bare_vs_virtual)}
     vm, bare = rows["vm1"], rows["compute1"]
     assert (vm.result.accel, vm.result.platform) == (accel, accel)
     assert bare.result.accel is None and bare.verdict == "reference"

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from testbed import cli
-from testbed.inventory import Node
+from testbed.inventory import Inventory
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--workload", "analyze", "--events", "100"], "analyze run for --duration SECONDS"),
-        (["--workload", "simulate,storm", "--duration", "0"], "storm run for --duration SECONDS"),
-        (["--workload", "simulate", "--duration", "0"], "--duration or --events must be positive"),
-        (["--repeat", "0"], "--repeat and --storm-repeat must be at least 1"),
-        (["--storm-repeat", "0"], "--repeat and --storm-repeat must be at least 1"),
+        (["--workload", "analyze", "--events", "100"], "analyze runs for a duration in seconds"),
+        (["--workload", "storm,simulate", "--duration", "0"], "storm runs for a duration in seconds"),
+        (["--workload", "simulate", "--duration", "0"], "duration or events must be positive"),
+        (["--repeat", "0"], "repeat and storm_repeat must be at least 1"),
+        (["--storm-repeat", "0"], "repeat and storm_repeat must be at least 1"),
         (["--group", "no_such_platform"], "group 'no_such_platform' is not in inventory"),
         (["--reference", "compute9"], "--reference compute9 is not a node of group 'workload_nodes'"),
     ],
@@ -35,6 +37,10 @@ def test_bad_campaigns_stop_before_anything_runs(
         (["--workload", ","], "invalid choice"),
         (["--readers", "0,4"], "numbers of readers from 1 to 1000"),
         (["--readers", "many"], "numbers of readers from 1 to 1000"),
+        (
+            ["--format", "rntuple,root6"],
+            "invalid choice: 'rntuple,root6' (use a comma-separated list of rntuple, ttree)",
+        ),
     ],
 )
 def test_bad_workloads_and_storm_sizes_are_argparse_errors(
@@ -45,8 +51,21 @@ def test_bad_workloads_and_storm_sizes_are_argparse_errors(
     assert message in capsys.readouterr().err
 
 
-def test_a_campaign_is_workloads_times_storm_sizes() -> None:
-    args = cli._parser().parse_args(["compare", "--workload", "storm,simulate,storm", "--readers", "16,1,4"])
-    plans = cli._plans(args, [Node("n1", "10.0.0.1", "p")])
-    assert [p.label for p in plans] == ["storm-n1", "storm-n4", "storm-n16", "simulate"]
-    assert [p.repeat for p in plans] == [1, 1, 1, 3] and all(p.cold for p in plans)
+def test_a_campaign_is_workloads_times_storm_sizes_times_formats() -> None:
+    inventory = Inventory(Path("inv"), {"workload_nodes": ["n1"]}, {"n1": {"magellan_jobs_dir": "/srv/jobs"}})
+    argv = ["compare", "--workload", "storm,simulate,storm,analyze", "--readers", "16,1,4", "--format", "ttree,rntuple"]
+    campaign = cli._campaign(cli._parser().parse_args(argv), inventory)
+    labels = [p.label for p in campaign.plans]
+    assert labels == [
+        "storm-n1-ttree",
+        "storm-n4-ttree",
+        "storm-n16-ttree",
+        "storm-n1",
+        "storm-n4",
+        "storm-n16",
+        "simulate",
+        "analyze-ttree",
+        "analyze",
+    ]
+    assert [p.repeat for p in campaign.plans] == [1] * 6 + [3] * 3 and all(p.spec.cold for p in campaign.plans)
+    assert campaign.plans[0].nodes[0].jobs_dir == "/srv/jobs"  # the site's variable, from the inventory

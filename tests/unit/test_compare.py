@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from magellan.contract import JobSpec
 from testbed import compare
 from testbed.inventory import Node
 from testbed.prom import PromClient
 from tests.conftest import free_port
 
-RUN = "cmp-20261125T040000"
+RUN = "cmp-20261125T040000-simulate"
 
 
 def progress(job_id: str, events: int, wall: float, cpu: float, state: str = "finished") -> dict[str, object]:
@@ -86,7 +87,7 @@ def test_measure_reads_final_figures_from_prometheus(
 ) -> None:
     prom = live_prometheus(exporters)
     nodes = [Node("fast", "127.0.0.1", "test"), Node("slow", "127.0.0.1", "test")]
-    plan = compare.Plan(nodes=nodes, duration=30, repeat=2)
+    plan = compare.Plan(nodes, JobSpec(duration=30), repeat=2)
     assert plan.batches() == [("fast", 0), ("slow", 0), ("fast", 1), ("slow", 1)]
     compare.wait_final(prom, plan, RUN, timeout=30)
     results = {r.node: r for r in compare.measure(prom, plan, RUN)}
@@ -98,7 +99,7 @@ def test_measure_reads_final_figures_from_prometheus(
 
 def test_wait_final_returns_the_jobs_that_never_ended(live_prometheus: Callable[[list[str]], PromClient]) -> None:
     prom = live_prometheus([])
-    plan = compare.Plan(nodes=[Node("ghost", "127.0.0.1", "test")], duration=1)
+    plan = compare.Plan([Node("ghost", "127.0.0.1", "test")], JobSpec(duration=1))
     start = time.monotonic()
     assert compare.wait_final(prom, plan, RUN, timeout=3) == {f"{RUN}-r0-ghost"}
     assert time.monotonic() - start < 15
@@ -114,7 +115,7 @@ def storm_exporters(tmp_path: Path) -> Iterator[list[str]]:
     for node, (events, wall) in {"fast": (4000, 10.0), "slow": (2000, 10.0)}.items():
         for rep in range(2):
             for i in range(2):
-                record = progress(f"{STORM_RUN}-r{rep}-{node}-{i}", events, wall - i, 3.0)
+                record = progress(f"{STORM_RUN}-r{rep}-{node}_{i}", events, wall - i, 3.0)
                 record["bytes_read"] = 5_000_000
                 if node == "slow" and rep == 1 and i == 1:
                     record["state"] = "failed"
@@ -127,8 +128,8 @@ def test_a_storm_sums_its_readers_and_a_failed_run_is_left_out(
 ) -> None:
     prom = live_prometheus(storm_exporters)
     nodes = [Node("fast", "127.0.0.1", "test"), Node("slow", "127.0.0.1", "test")]
-    plan = compare.Plan(nodes=nodes, workload="storm", readers=2, duration=10, repeat=2)
-    assert plan.label == "storm-n2" and plan.run_jobs(STORM_RUN, nodes[0], 1)[1] == f"{STORM_RUN}-r1-fast-1"
+    plan = compare.Plan(nodes, JobSpec("storm", readers=2, duration=10), repeat=2)
+    assert plan.label == "storm-n2" and plan.run_jobs(STORM_RUN, nodes[0], 1)[1].format() == f"{STORM_RUN}-r1-fast_1"
     compare.wait_final(prom, plan, STORM_RUN, timeout=30)
     results = {r.node: r for r in compare.measure(prom, plan, STORM_RUN, {("fast", 1): "ssh: unreachable"})}
     fast, slow = results["fast"], results["slow"]
@@ -136,6 +137,7 @@ def test_a_storm_sums_its_readers_and_a_failed_run_is_left_out(
     assert (fast.events, fast.wall_seconds, fast.read_bytes) == (8000, 10.0, 10_000_000)  # wall: the longest reader
     assert slow.runs[1] is None and "the job failed" in slow.failed["1"]
     assert slow.runs[0] == 400.0
+    assert compare.progress(prom, STORM_RUN) == {"fast": 16000.0, "slow": 8000.0}  # readers summed per node
 
 
 def test_failed_hosts_from_a_real_ansible_json_result(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Ratios, the known-answer checks (CPU quota, read throttle), failed runs, storms, and the report files."""
+"""Ratios, the known-answer checks (CPU quota, read throttle), failed runs, storms, and the report files
+(testbed.analysis, testbed.render, testbed.plots and testbed.report on the model of testbed.model)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from testbed.report import Comparison, NodeResult, load_campaign, print_campaign, storm_table, table, write_report
+from testbed import analysis
+from testbed.model import Comparison, NodeResult, load_campaign
+from testbed.render import print_campaign, storm_table, table
+from testbed.report import write_report
 
 T0 = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
 
@@ -36,7 +40,7 @@ def repeated() -> Comparison:
 
 
 def test_ratios_and_deviation() -> None:
-    rows = {r.result.node: r for r in comparison().rows()}
+    rows = {r.result.node: r for r in analysis.rows(comparison())}
     assert rows["compute1"].ratio == 1.0 and rows["compute1"].deviation_pct == 0.0
     assert round(rows["compute2"].ratio, 4) == 0.4667
     assert rows["compute2"].expected == 0.5
@@ -48,13 +52,13 @@ def test_no_profile_predicts_a_virtual_node() -> None:
     # Even with a CPU figure (its vCPUs), a guest's ratio is the accelerator's cost: nothing to check it against.
     c = comparison()
     c.results[2] = replace(c.results[2], configured_cpus=1.0)
-    assert {r.result.node: r.expected for r in c.rows()} == {"compute1": 1.0, "compute2": 0.5, "vm1": None}
+    assert {r.result.node: r.expected for r in analysis.rows(c)} == {"compute1": 1.0, "compute2": 0.5, "vm1": None}
 
 
 def test_known_answer_check() -> None:
     c = comparison()
-    assert c.known_answer_ok(15.0)
-    assert not c.known_answer_ok(5.0)
+    assert analysis.known_answer_ok(c, 15.0)
+    assert not analysis.known_answer_ok(c, 5.0)
 
 
 def test_efficiency_figures() -> None:
@@ -82,7 +86,7 @@ def test_report_files(tmp_path: Path) -> None:
 
 
 def test_repetitions_give_median_ratio_spread_and_verdict(tmp_path: Path) -> None:
-    rows = {r.result.node: r for r in repeated().rows()}
+    rows = {r.result.node: r for r in analysis.rows(repeated())}
     assert rows["compute1"].verdict == "reference"
     assert rows["compute2"].ratio == 0.5 and rows["compute2"].verdict == "real"
     assert rows["compute2"].spread is not None and rows["compute2"].spread < 0.01
@@ -94,7 +98,7 @@ def test_repetitions_give_median_ratio_spread_and_verdict(tmp_path: Path) -> Non
 
 
 def test_single_runs_make_no_claim() -> None:
-    rows = comparison().rows()
+    rows = analysis.rows(comparison())
     assert {r.verdict for r in rows} == {"reference", "one run: no spread"}
 
 
@@ -121,17 +125,19 @@ def cold(workload: str = "analyze", readers: int = 1, runs2: list[float | None] 
 
 
 def test_cold_reads_expect_the_read_throttle_ratio_and_simulate_the_cpu_ratio() -> None:
-    rows = {r.result.node: r for r in cold().rows()}
+    rows = {r.result.node: r for r in analysis.rows(cold())}
     assert rows["compute2"].expected == 2.0 and rows["compute2"].ratio == 2.0 and rows["compute2"].verdict == "real"
     assert rows["compute2"].result.read_mb_per_second == pytest.approx(10 * MB / 1e6)
     warm = replace(cold(), parameters={"repeat": 2, "cold": False})
-    assert {r.result.node: r.expected for r in warm.rows()}["compute2"] is None  # warm reads follow neither profile
-    assert {r.result.node: r.expected for r in replace(cold(), workload="simulate").rows()}["compute2"] == 0.5
+    assert {r.result.node: r.expected for r in analysis.rows(warm)}[
+        "compute2"
+    ] is None  # warm reads follow neither profile
+    assert {r.result.node: r.expected for r in analysis.rows(replace(cold(), workload="simulate"))}["compute2"] == 0.5
 
 
 def test_a_failed_run_is_left_out_and_reported(tmp_path: Path) -> None:
     c = cold(runs2=[3000, None])
-    rows = {r.result.node: r for r in c.rows()}
+    rows = {r.result.node: r for r in analysis.rows(c)}
     assert rows["compute2"].ratio == 2.0 and rows["compute2"].spread is None  # one pair left
     assert c.failed_runs == 1
     out = write_report([c], tmp_path)
@@ -143,13 +149,15 @@ def test_a_failed_run_is_left_out_and_reported(tmp_path: Path) -> None:
 
 
 def test_a_node_whose_runs_all_failed_has_no_ratio() -> None:
-    rows = {r.result.node: r for r in cold(runs2=[None, None]).rows()}
+    rows = {r.result.node: r for r in analysis.rows(cold(runs2=[None, None]))}
     assert rows["compute2"].verdict == "failed" and rows["compute2"].deviation_pct is None
 
 
 def test_storm_table_plot_and_per_reader_efficiency(tmp_path: Path) -> None:
     storms = [cold("storm", n) for n in (1, 4)]
-    assert storms[1].label == "storm-n4" and storms[1].job_efficiency(storms[1].results[0]) == pytest.approx(0.15 / 4)
+    assert storms[1].label == "storm-n4" and analysis.job_efficiency(storms[1], storms[1].results[0]) == pytest.approx(
+        0.15 / 4
+    )
     console = Console(width=200, record=True)
     console.print(storm_table(storms))
     text = console.export_text()
@@ -164,7 +172,7 @@ def test_storm_table_plot_and_per_reader_efficiency(tmp_path: Path) -> None:
 def test_db12_score_per_core() -> None:
     c = comparison()
     full = c.results[0]
-    assert c.score(full) == pytest.approx(full.events_per_cpu_second / 16.6)
+    assert analysis.score(c, full) == pytest.approx(full.events_per_cpu_second / 16.6)
 
 
 def test_a_node_short_of_its_cpu_is_starved_and_reported(tmp_path: Path) -> None:
@@ -172,16 +180,16 @@ def test_a_node_short_of_its_cpu_is_starved_and_reported(tmp_path: Path) -> None
     compute2 at its 0.5 CPU got all it could. Listed in the console and the report; I/O-bound work never is."""
     c = comparison()
     c.results[0] = replace(c.results[0], cpu_seconds=22.8)
-    assert c.starved() == {"compute1": pytest.approx(0.76)}
-    assert replace(c, workload="analyze").starved() == {}
+    assert analysis.starved(c) == {"compute1": pytest.approx(0.76)}
+    assert analysis.starved(replace(c, workload="analyze")) == {}
     console = Console(width=300, record=True)
     print_campaign(console, [c])
     assert "starved: simulate on compute1: its jobs got 76% of the CPU its quota gives" in console.export_text()
     md = (write_report([c], tmp_path) / "report.md").read_text()
     assert "## Starved nodes" in md and "- simulate on compute1: its jobs got 76%" in md
-    assert comparison().starved() == {}
+    assert analysis.starved(comparison()) == {}
     c.results[0] = replace(c.results[0], cpu_seconds=0.0, wall_seconds=0.0)  # never ran: failed, not starved
-    assert c.starved() == {}
+    assert analysis.starved(c) == {}
 
 
 def test_a_single_process_job_uses_one_cpu_of_a_larger_quota() -> None:
@@ -189,6 +197,27 @@ def test_a_single_process_job_uses_one_cpu_of_a_larger_quota() -> None:
     is not starved at 1.0 CPU eff."""
     c = comparison()
     c.results[1] = replace(c.results[1], configured_cpus=2.0, cpu_seconds=29.9, events=45000, events_per_second=1500.0)
-    rows = {r.result.node: r for r in c.rows()}
+    rows = {r.result.node: r for r in analysis.rows(c)}
     assert rows["compute2"].expected == 1.0 and rows["compute2"].deviation_pct == 0.0
-    assert c.starved() == {}
+    assert analysis.starved(c) == {}
+
+
+def test_the_report_names_each_comparisons_event_file_format(tmp_path: Path) -> None:
+    """analyze on RNTuple and on TTree files are two comparisons; each is named by its format, and a storm of each
+    format has its own table and plot. Nothing is left under a temporary name."""
+    rntuple, ttree = cold(), replace(cold(), parameters={**cold().parameters, "format": "ttree"})
+    storm = replace(cold("storm", 4), parameters={**cold().parameters, "readers": 4, "format": "ttree"})
+    assert (rntuple.label, ttree.label, storm.label) == ("analyze", "analyze-ttree", "storm-n4-ttree")
+    assert comparison().format is None and rntuple.format == "rntuple"
+    out = write_report([comparison(), rntuple, ttree, storm], tmp_path)
+    md = (out / "report.md").read_text()
+    assert "## analyze (RNTuple event files): events/s" in md and "## analyze-ttree (TTree event files)" in md
+    assert "## storm: many readers on shared storage (TTree event files)" in md
+    assert {p.name for p in out.glob("*.png")} == {
+        "simulate.png",
+        "analyze.png",
+        "analyze-ttree.png",
+        "storm_scaling-ttree.png",
+    }
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
+    assert write_report([comparison()], tmp_path) == out and not (out / "analyze.png").exists()  # replaced whole

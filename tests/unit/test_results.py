@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -34,19 +35,20 @@ def test_exposition_is_valid_and_labelled() -> None:
     text = exposition(repeated(), tolerance_pct=15.0)
     proc = promtool("check", "metrics", stdin=text)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    labels = 'accel="none",group="workload_nodes",node="compute2",platform="bare-metal-halfcpu",readers="1"'
+    labels = 'accel="none",format="none",group="workload_nodes",node="compute2",platform="bare-metal-halfcpu"'
+    labels += ',readers="1"'
     labels += ',reference="compute1",workload="simulate"'
     assert f"magellan_comparison_ratio{{{labels}}} 0.5" in text
     assert f"magellan_comparison_ratio_expected{{{labels}}} 0.5" in text
     assert f"magellan_comparison_tolerance_ratio{{{labels}}} 0.15" in text
-    assert 'magellan_comparison_ratio_spread{accel="tcg",group="workload_nodes",node="vm1"' in text
+    assert 'magellan_comparison_ratio_spread{accel="tcg",format="none",group="workload_nodes",node="vm1"' in text
 
 
 def test_groups_compared_apart_publish_apart() -> None:
     # compute1 is the reference of the campaign and of the bare-metal vs virtual comparison: two series, not one.
     text = exposition(repeated(), tolerance_pct=15.0, group="bare_vs_virtual")
-    assert 'magellan_comparison_ratio{accel="none",group="bare_vs_virtual",node="compute1"' in text
-    assert 'magellan_comparison_finished_timestamp_seconds{group="bare_vs_virtual",readers="1"' in text
+    assert 'magellan_comparison_ratio{accel="none",format="none",group="bare_vs_virtual",node="compute1"' in text
+    assert 'magellan_comparison_finished_timestamp_seconds{format="none",group="bare_vs_virtual",readers="1"' in text
 
 
 def test_single_runs_publish_no_spread_so_no_alert_can_fire() -> None:
@@ -71,9 +73,18 @@ def test_publish_needs_one_prometheus_host(tmp_path: Path) -> None:
 def test_storms_and_failed_runs_are_published_without_a_ratio_to_alert_on() -> None:
     text = exposition(cold("storm", 4, runs2=[None, None]), tolerance_pct=15.0)
     assert promtool("check", "metrics", stdin=text).returncode == 0
-    c2 = 'accel="none",group="workload_nodes",node="compute2",platform="bare-metal-halfcpu",readers="4"'
+    c2 = 'accel="none",format="rntuple",group="workload_nodes",node="compute2",platform="bare-metal-halfcpu"'
+    c2 += ',readers="4"'
     c2 += ',reference="compute1",workload="storm"'
     assert f"magellan_comparison_failed_runs{{{c2}}} 2.0" in text
     assert f"magellan_comparison_ratio{{{c2}}}" not in text  # nothing measured: no ratio, no false alert
-    assert 'magellan_comparison_read_bytes_per_second{accel="none",group="workload_nodes",node="compute1"' in text
-    assert 'magellan_comparison_job_cpu_efficiency{accel="none",group="workload_nodes",node="compute1"' in text
+    one = 'accel="none",format="rntuple",group="workload_nodes",node="compute1"'
+    assert f"magellan_comparison_read_bytes_per_second{{{one}" in text
+    assert f"magellan_comparison_job_cpu_efficiency{{{one}" in text
+
+
+def test_formats_compared_apart_publish_apart() -> None:
+    """analyze on RNTuple and on TTree files: two series per node (node_exporter refuses one series in two
+    textfiles)."""
+    ttree = replace(cold(), parameters={**cold().parameters, "format": "ttree"})
+    assert 'format="ttree"' in exposition(ttree, 15.0) and 'format="rntuple"' in exposition(cold(), 15.0)
