@@ -6,10 +6,13 @@ from grafana_foundation_sdk.builders import common, dashboard, prometheus, stat,
 from grafana_foundation_sdk.models.common import LegendDisplayMode, LegendPlacement
 from grafana_foundation_sdk.models.dashboard import DataSourceRef, VariableRefresh, VariableSort
 
+from magellan import contract
+
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 # Series selector every magellan panel filters on; $platform and $node are multi-value variables.
 SELECTOR = 'platform=~"$platform", node=~"$node"'
 RATE = "$__rate_interval"
+JOB = contract.JOB_METRICS  # the job exporter's per-job series
 
 
 def datasource_variable() -> dashboard.DatasourceVariable:
@@ -91,4 +94,4 @@ def magellan_dashboard(title: str, uid: str, description: str, tag: str, metric:
 
 def running_jobs() -> str:
     """Running jobs per node and platform, for the selected nodes."""
-    return f'sum by (node, platform) (magellan_job_state{{state="running", {SELECTOR}}})'
+    return f'sum by (node, platform) ({JOB["state"]}{{state="running", {SELECTOR}}})'

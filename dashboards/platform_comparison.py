@@ -5,6 +5,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard
 
 from dashboards.common import (
+    JOB,
     RATE,
     SELECTOR,
     magellan_dashboard,
@@ -13,6 +14,7 @@ from dashboards.common import (
     target,
     timeseries_panel,
 )
+from magellan import contract
 
 UID = "magellan-platform-comparison"
 
@@ -23,9 +25,9 @@ def per_node_rate(metric: str, matchers: str = "") -> str:
     return f"sum by (node, platform) (rate({metric}{{{selector}}}[{RATE}]))"
 
 
-EVENTS_RATE = per_node_rate("magellan_job_events_processed_total")
-CPU_RATE = per_node_rate("magellan_job_cpu_seconds_total")
-EVENTS = f"magellan_job_events_processed_total{{{SELECTOR}}}"
+EVENTS_RATE = per_node_rate(JOB["events"])
+CPU_RATE = per_node_rate(JOB["cpu"])
+EVENTS = f"{JOB['events']}{{{SELECTOR}}}"
 
 
 def build() -> dashboard.Dashboard:
@@ -34,7 +36,7 @@ def build() -> dashboard.Dashboard:
         UID,
         "ATLAS-like workloads on several platforms: throughput, CPU efficiency, I/O, health.",
         "comparison",
-        "magellan_job_events_processed_total",
+        JOB["events"],
     )
     d = d.with_row(dashboard.Row("Throughput"))
     d = d.with_panel(
@@ -97,7 +99,7 @@ def build() -> dashboard.Dashboard:
             "short",
             [
                 target(
-                    f"avg by (node, platform, workload) (magellan_job_score_db12{{{SELECTOR}}})",
+                    f"avg by (node, platform, workload) ({JOB['score']}{{{SELECTOR}}})",
                     "{{node}} {{workload}}",
                 )
             ],
@@ -112,7 +114,7 @@ def build() -> dashboard.Dashboard:
             "jobs actually used. A platform that delivers its quota shows the two lines together while jobs run.",
             "short",
             [
-                target(f"magellan_node_profile_cpus{{{SELECTOR}}}", "{{node}} configured", "A"),
+                target(f"{contract.NODE_PROFILE_CPUS}{{{SELECTOR}}}", "{{node}} configured", "A"),
                 target(CPU_RATE, "{{node}} used by jobs", "B"),
             ],
         )
@@ -132,7 +134,7 @@ def build() -> dashboard.Dashboard:
             "Job read rate",
             "Bytes per second the node's jobs read from storage (from /proc/<pid>/io read_bytes).",
             "Bps",
-            [target(per_node_rate("magellan_job_read_bytes_total"), "{{node}}")],
+            [target(per_node_rate(JOB["read"]), "{{node}}")],
         )
     )
     d = d.with_panel(
@@ -140,7 +142,7 @@ def build() -> dashboard.Dashboard:
             "Job write rate",
             "Bytes per second the node's jobs wrote to storage (from /proc/<pid>/io write_bytes).",
             "Bps",
-            [target(per_node_rate("magellan_job_written_bytes_total"), "{{node}}")],
+            [target(per_node_rate(JOB["written"]), "{{node}}")],
         )
     )
     d = d.with_row(dashboard.Row("Latest comparison (published by testbed compare)"))
@@ -230,7 +232,7 @@ def build() -> dashboard.Dashboard:
             "Accounting exporter up",
             "1 when the accounting exporter's last sacct run succeeded. 0: Slurm's accounting is not being read.",
             "short",
-            [target("min(magellan_accounting_up)", "up")],
+            [target(f"min({contract.exporter_up('accounting')})", "up")],
             width=4,
         )
     )
@@ -249,7 +251,7 @@ def build() -> dashboard.Dashboard:
             "Jobs by state",
             "How many jobs each node reports as running, finished or failed.",
             "short",
-            [target(f"sum by (node, state) (magellan_job_state{{{SELECTOR}}})", "{{node}} {{state}}")],
+            [target(f"sum by (node, state) ({JOB['state']}{{{SELECTOR}}})", "{{node}} {{state}}")],
             width=8,
         )
     )
@@ -259,7 +261,7 @@ def build() -> dashboard.Dashboard:
             "Nodes whose job exporter could read its jobs directory (1 each). Fewer than nodes means a broken "
             "exporter: its jobs are missing from every other panel.",
             "short",
-            [target('sum(magellan_job_collector_up{node=~"$node"})', "up")],
+            [target(f'sum({contract.exporter_up("job")}{{node=~"$node"}})', "up")],
             width=4,
         )
     )
@@ -269,7 +271,7 @@ def build() -> dashboard.Dashboard:
             "Progress files the job exporters could not parse at their last scrape (corrupt or half-written). "
             "Should be 0.",
             "short",
-            [target('sum(magellan_job_progress_invalid{node=~"$node"})', "invalid")],
+            [target('sum(magellan_job_progress_invalid_files{node=~"$node"})', "invalid")],
             width=4,
         )
     )

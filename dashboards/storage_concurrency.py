@@ -5,6 +5,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard
 
 from dashboards.common import (
+    JOB,
     RATE,
     SELECTOR,
     magellan_dashboard,
@@ -14,6 +15,7 @@ from dashboards.common import (
     timeseries_panel,
 )
 from dashboards.platform_comparison import per_node_rate
+from magellan import contract
 
 UID = "magellan-storage-concurrency"
 RUNNING = running_jobs()
@@ -26,7 +28,7 @@ def build() -> dashboard.Dashboard:
         UID,
         "Concurrent analyze readers on each node's storage: aggregate throughput and per-job efficiency.",
         "storage",
-        "magellan_job_read_bytes_total",
+        JOB["read"],
     )
     d = d.with_row(dashboard.Row("Live: what the storage delivers"))
     d = d.with_panel(
@@ -37,8 +39,8 @@ def build() -> dashboard.Dashboard:
             "throttle however many they are.",
             "Bps",
             [
-                target(per_node_rate("magellan_job_read_bytes_total"), "{{node}} jobs", "A"),
-                target(f"magellan_node_profile_read_bytes_per_second{{{SELECTOR}}}", "{{node}} throttle", "B"),
+                target(per_node_rate(JOB["read"]), "{{node}} jobs", "A"),
+                target(f"{contract.NODE_PROFILE_READ_BPS}{{{SELECTOR}}}", "{{node}} throttle", "B"),
             ],
         )
     )
@@ -56,7 +58,7 @@ def build() -> dashboard.Dashboard:
             "The node's job read rate divided by its running jobs: each reader's share of the storage. It falls as "
             "1/N once the storage is saturated.",
             "Bps",
-            [target(f"{per_node_rate('magellan_job_read_bytes_total')} / clamp_min({RUNNING}, 1)", "{{node}}")],
+            [target(f"{per_node_rate(JOB['read'])} / clamp_min({RUNNING}, 1)", "{{node}}")],
         )
     )
     d = d.with_panel(
@@ -67,7 +69,7 @@ def build() -> dashboard.Dashboard:
             "percentunit",
             [
                 target(
-                    f"{per_node_rate('magellan_job_cpu_seconds_total')} / clamp_min({RUNNING}, 1)",
+                    f"{per_node_rate(JOB['cpu'])} / clamp_min({RUNNING}, 1)",
                     "{{node}} ({{platform}})",
                 )
             ],
@@ -121,7 +123,7 @@ def build() -> dashboard.Dashboard:
             "The storage read throttle of each node's device profile (blkio): the known answer a saturated storm's "
             "aggregate throughput must come back to.",
             "Bps",
-            [target(f"magellan_node_profile_read_bytes_per_second{{{SELECTOR}}}", "{{node}}")],
+            [target(f"{contract.NODE_PROFILE_READ_BPS}{{{SELECTOR}}}", "{{node}}")],
             width=12,
         )
     )

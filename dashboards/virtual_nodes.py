@@ -14,8 +14,11 @@ from dashboards.common import (
     timeseries_panel,
 )
 from exporters.virt import DOMAIN_TYPES
+from magellan import contract
 
 UID = "magellan-virtual-nodes"
+UP = contract.exporter_up("virt")
+ERRORS = contract.exporter_scrape_errors("virt") + "_total"
 # Labels of the exporter's per-domain series (besides vcpu, disk, interface, state); node is the hypervisor.
 DOMAIN = "node, domain, hypervisor, accel"
 LEGEND = "{{domain}} on {{node}} ({{hypervisor}}, {{accel}})"
@@ -45,7 +48,7 @@ def build() -> dashboard.Dashboard:
         "The hypervisors' libvirt domains (magellan-virt-exporter): vCPU use and steal, block and network I/O, "
         "memory and state per domain, by hypervisor and accelerator; and virtual against bare-metal simulate speed.",
         "virtualisation",
-        "magellan_virt_collector_up",
+        UP,
     )
     d = d.with_row(dashboard.Row("vCPUs"))
     d = d.with_panel(
@@ -139,17 +142,16 @@ def build() -> dashboard.Dashboard:
             "Hypervisors whose exporter could run virsh domstats and read it at its last scrape (1 each). Fewer than "
             "hypervisors: their domains are missing from every other panel; the errors panel says why.",
             "short",
-            [target(f"sum(magellan_virt_collector_up{{{SELECTOR}}})", "up")],
+            [target(f"sum({UP}{{{SELECTOR}}})", "up")],
         )
     )
     d = d.with_panel(
         stat_panel(
             "virsh errors in the time range",
             "Failed virsh runs and unusable output over the dashboard's time range, all reasons together (not "
-            "found, exec, timeout, exit status, parse, dumpxml; magellan_virt_errors_total{reason} tells them "
-            "apart). Should be 0.",
+            f"found, exec, timeout, exit status, parse, dumpxml; {ERRORS}{{reason}} tells them apart). Should be 0.",
             "short",
-            [target(f"sum(increase(magellan_virt_errors_total{{{SELECTOR}}}[$__range]))", "errors")],
+            [target(f"sum(increase({ERRORS}{{{SELECTOR}}}[$__range]))", "errors")],
         )
     )
     d = d.with_panel(

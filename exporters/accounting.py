@@ -20,14 +20,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.core import Metric
 
-from exporters import command, web
+from exporters import command, common, web
+from exporters.common import Families, Health
+from exporters.paths import Paths
+from magellan import contract
 
 LOG = logging.getLogger("magellan.accounting_exporter")
-DEFAULT_PORT = 9811
 FIELDS = (
     "JobIDRaw",
     "JobID",
@@ -45,7 +45,8 @@ FINAL_STATES = frozenset(
     {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT"}
 )
 ERROR_REASONS = (*command.REASONS, "parse")  # exported from the start, at 0
-KEY_LABELS = ["cluster", "user", "account", "partition"]
+KEY_LABELS = ("cluster", "user", "account", "partition")
+SECONDS = web.seconds(10 * 365 * 86400)  # the value type of the --sacct.* durations
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
 SIZE = re.compile(r"^(\d+(?:\.\d+)?)([KMGTP]?)$")
 CPU_TIME = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$")
@@ -240,11 +241,15 @@ class AccountingCollector:
         self.options = options
         self.clock = clock
         self.accounting = Accounting()
-        self.errors: Counter[str] = Counter(dict.fromkeys(ERROR_REASONS, 0))
+        self.health = Health(
+            "accounting",
+            {"cluster": options.cluster},
+            ERROR_REASONS,
+            "sacct",
+            "Failed sacct runs (not_found, exec, timeout, exit_status) and unusable lines (parse), by reason.",
+        )
         self.lock = threading.Lock()  # guards everything collect() reads
-        self.up = False
         self.last_poll: float | None = None
-        self.last_success: float | None = None
         self.duration = 0.0
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
@@ -268,7 +273,7 @@ class AccountingCollector:
             except Exception:  # a bug must not silently freeze the figures: up goes to 0, polling goes on
                 LOG.exception("sacct poll failed")
                 with self.lock:
-                    self.up = False
+                    self.health.read(False, self.clock())
             self.stopping.wait(max(0.0, due - time.monotonic()))
 
     def poll(self) -> None:
@@ -281,17 +286,19 @@ class AccountingCollector:
         except command.CommandError as exc:
             LOG.error("%s", exc)
             with self.lock:
-                self.errors[exc.reason] += 1
-                self.up, self.duration = False, time.monotonic() - started
+                self.health.failed(exc.reason)
+                self.health.read(False, now)
+                self.duration = time.monotonic() - started
             return
         duration = time.monotonic() - started
         records, problems = parse_sacct(text)
         for number, problem in problems:
             LOG.warning("sacct output line %d: %s", number, problem)
         with self.lock:
-            self.errors["parse"] += len(problems)
+            self.health.failed("parse", len(problems))
+            self.health.read(True, now)
             self.accounting.update(records, now, start)
-            self.up, self.duration, self.last_poll, self.last_success = True, duration, now, now
+            self.duration, self.last_poll = duration, now
 
     def collect(self) -> Iterator[Metric]:
         """The latest figures; never runs sacct."""
@@ -300,77 +307,39 @@ class AccountingCollector:
         yield from metrics
 
     def _metrics(self) -> Iterator[Metric]:
-        c = self.options.cluster
-        per_key = {
-            "cpu_seconds": ("CPU time (user+system) of finished jobs.", "counter"),
-            "wall_seconds": ("Elapsed time of finished jobs.", "counter"),
-            "read_bytes": ("Bytes finished jobs read (fs/disk TRES).", "counter"),
-            "written_bytes": ("Bytes finished jobs wrote (fs/disk TRES).", "counter"),
-            "memory_peak_bytes": ("Largest MaxRSS of a step of any finished job.", "gauge"),
-        }
-        for name, (doc, kind) in per_key.items():
-            family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
-            family = family_type(f"magellan_accounting_{name}", doc, labels=KEY_LABELS)
-            for key, totals in sorted(self.accounting.totals.items()):
-                family.add_metric([c, *key], getattr(totals, name))
-            yield family
-        jobs = CounterMetricFamily(
-            "magellan_accounting_jobs", "Finished jobs by final state.", labels=[*KEY_LABELS, "state"]
-        )
+        families = Families(KEY_LABELS)
         for key, totals in sorted(self.accounting.totals.items()):
+            values = [self.options.cluster, *key]
+            families.add(
+                [
+                    ("counter", "magellan_accounting_cpu_seconds_total", "CPU time (user+system) of finished jobs.",
+                     totals.cpu_seconds),
+                    ("counter", "magellan_accounting_wall_seconds_total", "Elapsed time of finished jobs.",
+                     totals.wall_seconds),
+                    ("counter", "magellan_accounting_read_bytes_total", "Bytes finished jobs read (fs/disk TRES).",
+                     totals.read_bytes),
+                    ("counter", "magellan_accounting_written_bytes_total", "Bytes finished jobs wrote (fs/disk TRES).",
+                     totals.written_bytes),
+                    ("gauge", "magellan_accounting_memory_peak_bytes", "Largest MaxRSS of a step of any finished job.",
+                     totals.memory_peak_bytes),
+                ],
+                values,
+            )  # fmt: skip
             for state, count in sorted(totals.jobs.items()):
-                jobs.add_metric([c, *key, state], count)
-        yield jobs
-        active = GaugeMetricFamily(
-            "magellan_accounting_active_jobs", "Jobs not finished yet, by state.", labels=[*KEY_LABELS, "state"]
-        )
+                families.add([("counter", "magellan_accounting_jobs_total", "Finished jobs by final state.", count)],
+                             [*values, state], ("state",))  # fmt: skip
         for (user, account, partition, state), count in sorted(self.accounting.active.items()):
-            active.add_metric([c, user, account, partition, state], count)
-        yield active
-        yield self._own("magellan_accounting_up", "1 when the last sacct run succeeded.", 1.0 if self.up else 0.0)
-        errors = CounterMetricFamily(
-            "magellan_accounting_sacct_errors",
-            "Failed sacct runs and unusable lines, by reason.",
-            labels=["cluster", "reason"],
-        )
-        for reason, count in sorted(self.errors.items()):
-            errors.add_metric([c, reason], count)
-        yield errors
-        yield self._own("magellan_accounting_sacct_duration_seconds", "Time the last sacct run took.", self.duration)
-        if self.last_success is not None:
-            yield self._own(
-                "magellan_accounting_last_success_timestamp_seconds",
-                "Unix time of the last good sacct run.",
-                self.last_success,
-            )
-
-    def _own(self, name: str, doc: str, value: float) -> GaugeMetricFamily:
-        g = GaugeMetricFamily(name, doc, labels=["cluster"])
-        g.add_metric([self.options.cluster], value)
-        return g
-
-
-def build_registry(collector: AccountingCollector) -> CollectorRegistry:
-    registry = CollectorRegistry()
-    ProcessCollector(registry=registry)
-    registry.register(collector)
-    return registry
-
-
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds < 10 * 365 * 86400:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected a positive number of seconds")
-    return seconds
+            families.add([("gauge", "magellan_accounting_active_jobs", "Jobs not finished yet, by state.", count)],
+                         [self.options.cluster, user, account, partition, state], ("state",))  # fmt: skip
+        yield from families
+        yield from self.health.metrics()
+        yield self.health.gauge("sacct_duration_seconds", "Time the last sacct run took.", self.duration)
 
 
 def _parser() -> argparse.ArgumentParser:
     d = Options()
     p = argparse.ArgumentParser(prog="magellan-accounting-exporter", description=__doc__.splitlines()[0])
-    web.add_common_flags(p, DEFAULT_PORT)
+    web.add_common_flags(p, contract.PORTS["accounting_exporter"])
     p.add_argument("--sacct.path", dest="sacct", default=d.sacct, help="sacct command (default: %(default)s)")
     p.add_argument("--cluster.name", dest="cluster", default=d.cluster, help="cluster label (default: %(default)s)")
     for flag, default, doc in (
@@ -380,21 +349,19 @@ def _parser() -> argparse.ArgumentParser:
         ("timeout", d.timeout, "give up on a sacct run after this long"),
     ):
         p.add_argument(
-            f"--sacct.{flag}", dest=flag, type=_seconds, default=default, help=f"{doc} (s, default %(default)s)"
+            f"--sacct.{flag}", dest=flag, type=SECONDS, default=default, help=f"{doc} (s, default %(default)s)"
         )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = web.parse_args(_parser(), argv)
     options = Options(args.sacct, args.cluster, args.interval, args.lookback, args.overlap, args.timeout)
     LOG.info("sacct %s every %.0f s, cluster=%s", options.sacct, options.interval, options.cluster)
-    host, port = args.listen
     collector = AccountingCollector(options)
     collector.start()
     try:
-        return web.serve(build_registry(collector), host, port, LOG)
+        return web.serve(common.registry([collector], Paths().self_procfs), args.listen, LOG)
     finally:
         collector.stop()
         LOG.info("sacct poller stopped")

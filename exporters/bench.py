@@ -21,10 +21,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from exporters.job import parse_proc_stat
 from exporters.paths import Paths
-
-STATES = ("running", "finished", "failed")
+from magellan.contract import RUNNING, STATES, Progress, parse_proc_stat
 
 
 def build_tree(jobs: Path, n: int, live_pid: int, live_starttime: int, now: float) -> int:
@@ -33,13 +31,13 @@ def build_tree(jobs: Path, n: int, live_pid: int, live_starttime: int, now: floa
     for i in range(n):
         job_id = f"bench-{i:05d}"
         state = STATES[i % 3]
-        record = {
-            "schema": 1, "job_id": job_id, "workload": "simulate", "state": state, "pid": live_pid,
-            "pid_starttime": live_starttime, "events_processed": 1000 + i, "events_target": 0, "started_at": t0,
-            "updated_at": t0 + 60, "finished_at": None if state == "running" else t0 + 60, "cpu_seconds": 59.0,
-            "bytes_read": 1 << 20, "bytes_written": 1 << 16,
-        }  # fmt: skip
-        (jobs / f"{job_id}.json").write_text(json.dumps(record, sort_keys=True))
+        record = Progress(
+            job_id=job_id, workload="simulate", state=state, pid=live_pid, pid_starttime=live_starttime,
+            events_processed=1000 + i, events_target=0, started_at=t0, updated_at=t0 + 60,
+            finished_at=None if state == RUNNING else t0 + 60, cpu_seconds=59.0, bytes_read=1 << 20,
+            bytes_written=1 << 16,
+        )  # fmt: skip
+        (jobs / record.path_name).write_text(record.to_json())
     corrupt = max(1, n // 100)
     for i in range(corrupt):
         (jobs / f"corrupt-{i}.json").write_text('{"schema": 1, "job_id": ')

@@ -1,6 +1,6 @@
 """Every filesystem location the exporters read, in one injectable object (tests point it at fixtures).
 
-This is the only module that names /proc or the jobs directory.
+This is the only module that names /proc; the jobs directory's default is the contract's (magellan.contract.JOBS_DIR).
 """
 
 from __future__ import annotations
@@ -8,11 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from magellan import contract
+
 
 @dataclass(frozen=True)
 class Paths:
     procfs: Path = Path("/proc")  # where the jobs' pids are looked up (--path.procfs)
-    jobs: Path = Path("/var/lib/magellan/jobs")  # the progress files (--path.jobs)
+    jobs: Path = Path(contract.JOBS_DIR)  # the progress files (--path.jobs)
     self_procfs: Path = Path("/proc")  # the exporter's own process metrics
 
     def proc(self, pid: int | str, name: str) -> Path:

@@ -17,19 +17,18 @@ import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.core import Metric
 
-from exporters import command, web
+from exporters import command, common, web
+from exporters.common import Families, Figure, Health
+from exporters.paths import Paths
+from magellan import contract
 
 LOG = logging.getLogger("magellan.virt_exporter")
-DEFAULT_PORT = 9812
 ERROR_REASONS = (*command.REASONS, "parse", "dumpxml")  # exported from the start, at 0
 # virDomainState, in libvirt's order
 STATES = ("nostate", "running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended")
@@ -37,7 +36,7 @@ INACTIVE = frozenset({0, 5})  # no QEMU process: libvirt's cpu/balloon figures t
 # <domain type=...> -> (hypervisor, accel)
 DOMAIN_TYPES = {"qemu": ("qemu", "tcg"), "kvm": ("kvm", "kvm"), "xen": ("xen", "xen")}
 URI_SCHEMES = {"qemu": "qemu", "xen": "xen", "libxl": "xen"}
-DOMAIN_LABELS = ["node", "domain", "hypervisor", "accel"]
+DOMAIN_LABELS = ("node", "domain", "hypervisor", "accel")
 HEADER = re.compile(r"^Domain: '(.*)'$")
 INDEXED = re.compile(r"^(vcpu|block|net)\.(\d+)\.(.+)$")
 NS_PER_S, KIB = 1e9, 1024
@@ -284,10 +283,16 @@ class VirtCollector:
         self.options = options
         self.clock = clock
         self.timer = timer
-        self.errors: Counter[str] = Counter(dict.fromkeys(ERROR_REASONS, 0))
+        self.health = Health(
+            "virt",
+            {"node": options.node},
+            ERROR_REASONS,
+            "virsh domstats",
+            "Failed virsh runs (not_found, exec, timeout, exit_status of domstats; dumpxml) and unusable output "
+            "(parse), by reason.",
+        )
         self.lock = threading.Lock()
         self.types: dict[str, tuple[int, str]] = {}  # domain -> (state when read, <domain type>)
-        self.last_success: float | None = None
         self._failing: str | None = None  # the last failure logged, to log each kind once until it recovers
         self._warned: set[str] = set()  # warnings of this scrape and of the one before: each logged once in a row
         self._warned_before: set[str] = set()
@@ -309,7 +314,7 @@ class VirtCollector:
         try:
             kind = parse_domain_xml(self.virsh(["dumpxml", "--domain", d.name], deadline)).type
         except (command.CommandError, ParseError) as exc:  # the domain may have gone since domstats: read next scrape
-            self.errors["dumpxml"] += 1
+            self.health.failed("dumpxml")
             self._warn(f"dumpxml of {d.name}: {exc}")
             return None
         self.types[d.name] = (d.state, kind)
@@ -325,7 +330,8 @@ class VirtCollector:
         try:
             text = self.virsh(["domstats", "--raw"], deadline)
         except command.CommandError as exc:
-            self.errors[exc.reason] += 1
+            self.health.failed(exc.reason)
+            self.health.read(False, self.clock())
             if self._failing != str(exc):
                 LOG.error("%s", exc)
             self._failing = str(exc)
@@ -336,7 +342,7 @@ class VirtCollector:
         self._warned_before, self._warned = self._warned, set()  # forget what stopped happening: bounded memory
         domains, problems = parse_domstats(text)
         for number, problem in problems:
-            self.errors["parse"] += 1
+            self.health.failed("parse")
             self._warn(f"virsh domstats line {number}: {problem}")
         connection = connection_hypervisor(self.options.uri)
         result = []
@@ -345,7 +351,7 @@ class VirtCollector:
             result.append((d, *classify(kind, connection)))
         names = {d.name for d in domains}
         self.types = {k: v for k, v in self.types.items() if k in names}
-        self.last_success = self.clock()
+        self.health.read(True, self.clock())
         return Snapshot(True, result)
 
     def collect(self) -> Iterator[Metric]:
@@ -356,62 +362,28 @@ class VirtCollector:
         yield from metrics
 
     def _metrics(self, snapshot: Snapshot, duration: float) -> Iterator[Metric]:
-        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
-
-        def add(figures: list[Figure], labels: list[str], extra: tuple[str, ...] = ()) -> None:
-            for kind, name, doc, value in figures:
-                if value is None:
-                    continue  # not reported by this hypervisor, for this device or in this state
-                if name not in families:
-                    family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
-                    families[name] = family(name, doc, labels=[*DOMAIN_LABELS, *extra])
-                families[name].add_metric(labels, value)
-
+        families = Families(DOMAIN_LABELS)
         for d, hypervisor, accel in snapshot.domains:
             base = [self.options.node, d.name, hypervisor, accel]
-            for code, state in enumerate(STATES):
-                add([("gauge", "magellan_virt_domain_state", "1 for the domain's current state, 0 for the others.",
-                      1.0 if d.state == code else 0.0)], [*base, state], ("state",))  # fmt: skip
+            families.state("magellan_virt_domain_state", "1 for the domain's current state, 0 for the others.",
+                           STATES, d.state_name, base)  # fmt: skip
             if not d.active:
                 continue  # shut off: libvirt 9.0 reports its own process's CPU time as the domain's (see fixtures)
-            add(_domain_figures(d), base)
+            families.add(_domain_figures(d), base)
             for vcpu in d.vcpus:
-                add(_vcpu_figures(vcpu), [*base, str(vcpu.index)], ("vcpu",))
+                families.add(_vcpu_figures(vcpu), [*base, str(vcpu.index)], ("vcpu",))
             for b in d.blocks:
-                add(_block_figures(b), [*base, b.name or str(b.index)], ("disk",))
+                families.add(_block_figures(b), [*base, b.name or str(b.index)], ("disk",))
             for n in d.nets:
-                add(_net_figures(n), [*base, n.name or str(n.index)], ("interface",))
-        yield from families.values()
-        yield from self._own(snapshot, duration)
-
-    def _own(self, snapshot: Snapshot, duration: float) -> Iterator[Metric]:
-        node = self.options.node
-
-        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
-            g = GaugeMetricFamily(name, doc, labels=["node"])
-            g.add_metric([node], value)
-            return g
-
-        yield gauge("magellan_virt_collector_up", "1 when virsh domstats ran and its output was read.",
-                    1.0 if snapshot.up else 0.0)  # fmt: skip
-        yield gauge("magellan_virt_domains", "Domains virsh domstats reported, in any state.", len(snapshot.domains))
-        errors = CounterMetricFamily(
-            "magellan_virt_errors", "Failed virsh runs and unusable output, by reason.", labels=["node", "reason"]
-        )
-        for reason, count in sorted(self.errors.items()):
-            errors.add_metric([node, reason], count)
-        yield errors
-        yield gauge("magellan_virt_scrape_duration_seconds", "Time this collector took, virsh runs included.", duration)
-        if self.last_success is not None:
-            yield gauge("magellan_virt_last_success_timestamp_seconds",
-                        "Unix time of the last good virsh domstats run.", self.last_success)  # fmt: skip
+                families.add(_net_figures(n), [*base, n.name or str(n.index)], ("interface",))
+        yield from families
+        yield from self.health.metrics()
+        yield self.health.gauge("domains", "Domains virsh domstats reported, in any state.", len(snapshot.domains))
+        yield self.health.gauge("scrape_duration_seconds", "Time this collector took, virsh runs included.", duration)
 
 
 def _ns(value: int | None) -> float | None:
     return None if value is None else value / NS_PER_S
-
-
-Figure = tuple[str, str, str, float | None]  # counter|gauge, metric name, help, value (None: not reported)
 
 
 def _domain_figures(d: DomainStats) -> list[Figure]:
@@ -480,57 +452,33 @@ def _net_figures(n: NetStats) -> list[Figure]:
     ]
 
 
-def build_registry(options: Options) -> CollectorRegistry:
-    registry = CollectorRegistry()
-    ProcessCollector(registry=registry)
-    registry.register(VirtCollector(options))
-    return registry
-
-
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds <= 600:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected a number of seconds in (0, 600]")
-    return seconds
-
-
-def _label(value: str) -> str:
-    if not value.strip():
-        raise argparse.ArgumentTypeError("must not be empty")
-    return value
+SECONDS = web.seconds(600)  # the value type of --virsh.timeout
 
 
 def _parser() -> argparse.ArgumentParser:
     d = Options(node="")
     p = argparse.ArgumentParser(prog="magellan-virt-exporter", description=__doc__.splitlines()[0])
-    web.add_common_flags(p, DEFAULT_PORT)
+    web.add_common_flags(p, contract.PORTS["virt_exporter"])
     p.add_argument("--virsh.path", dest="virsh", default=d.virsh, help="virsh command (default: %(default)s)")
     p.add_argument("--libvirt.uri", dest="uri", default=d.uri, help="libvirt connection (default: %(default)s)")
     p.add_argument(
-        "--virsh.timeout", dest="timeout", type=_seconds, default=d.timeout,
+        "--virsh.timeout", dest="timeout", type=SECONDS, default=d.timeout,
         help="time all virsh runs of one scrape may take together (s, default %(default)s)",
     )  # fmt: skip
     p.add_argument(
         "--virsh.readonly", dest="readonly", action=argparse.BooleanOptionalAction, default=d.readonly,
         help="connect read-only (virsh -r), which libvirtd allows any local user (default: on)",
     )  # fmt: skip
-    p.add_argument(
-        "--node.name", dest="node", type=_label, default=socket.gethostname(), help="node label (default: hostname)"
-    )
+    web.add_node_flag(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = web.parse_args(_parser(), argv)
     options = Options(args.virsh, args.uri, args.node, args.timeout, args.readonly)
     LOG.info("%s%s -c %s domstats at each scrape, timeout %g s, node=%s", options.virsh,
              " -r" if options.readonly else "", options.uri, options.timeout, options.node)  # fmt: skip
-    host, port = args.listen
-    return web.serve(build_registry(options), host, port, LOG)
+    return web.serve(common.registry([VirtCollector(options)], Paths().self_procfs), args.listen, LOG)
 
 
 if __name__ == "__main__":

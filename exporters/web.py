@@ -1,11 +1,14 @@
-"""What every exporter's main() shares: Go-style common flags, the listen address, serving until SIGTERM."""
+"""What every exporter's main() shares: Go-style flags and their value types, logging, serving until SIGTERM."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
+import socket
 import threading
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -29,6 +32,45 @@ def log_level(value: str) -> int:
         raise argparse.ArgumentTypeError(f"{value!r}: one of debug, info, warn, error") from None
 
 
+def label_value(value: str) -> str:
+    """A label's value given on the command line (--node.name): not empty, not only blanks."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
+def seconds(maximum: float) -> Callable[[str], float]:
+    """The value type of a duration flag: a number of seconds above 0 and at most `maximum`."""
+
+    def parse(value: str) -> float:
+        try:
+            s = float(value)
+        except ValueError:
+            s = math.nan
+        if not 0 < s <= maximum:  # nan too
+            raise argparse.ArgumentTypeError(f"{value!r}: expected a number of seconds above 0, at most {maximum:.0f}")
+        return s
+
+    return parse
+
+
+def add_node_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--node.name",
+        dest="node",
+        type=label_value,
+        default=socket.gethostname(),
+        help="node label (default: hostname)",
+    )
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The command line (exit 2 with a message on a bad one), and logging started at its --log.level."""
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args
+
+
 def add_common_flags(parser: argparse.ArgumentParser, default_port: int) -> None:
     parser.add_argument(
         "--web.listen-address",
@@ -48,8 +90,10 @@ def add_common_flags(parser: argparse.ArgumentParser, default_port: int) -> None
     )
 
 
-def serve(registry: CollectorRegistry, host: str, port: int, log: logging.Logger) -> int:
-    """Serve the registry until SIGTERM or SIGINT; 0 on a clean stop, 1 when the address cannot be bound."""
+def serve(registry: CollectorRegistry, listen: tuple[str, int], log: logging.Logger) -> int:
+    """Serve the registry on (host, port) until SIGTERM or SIGINT; 0 on a clean stop, 1 when the address cannot be
+    bound."""
+    host, port = listen
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -145,7 +145,7 @@ def test_exposition_from_a_real_capture(tmp_path: Path) -> None:
     assert 'state="RUNNING",user="root"} 1.0' in text
     assert f"{UP} 1.0" in text and LAST_SUCCESS in text
     for reason in accounting.ERROR_REASONS:
-        assert f'magellan_accounting_sacct_errors_total{{cluster="magellan",reason="{reason}"}} 0.0' in text
+        assert f'magellan_accounting_scrape_errors_total{{cluster="magellan",reason="{reason}"}} 0.0' in text
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.fail("promtool is missing: make bootstrap installs Debian's prometheus package")
@@ -176,7 +176,7 @@ def test_a_bad_sacct_is_a_metric_and_the_figures_stay(tmp_path: Path, body: str 
     collector.poll()
     text = scrape(collector)
     assert f"{UP} 0.0" in text
-    assert f'magellan_accounting_sacct_errors_total{{cluster="magellan",reason="{reason}"}} 1.0' in text
+    assert f'magellan_accounting_scrape_errors_total{{cluster="magellan",reason="{reason}"}} 1.0' in text
     assert f'{LAST_SUCCESS}cluster="magellan"}} 1000.0' in text  # the last good run, not the failed one
     assert 'magellan_accounting_jobs_total{account="atlas"' in text  # the earlier figures are still served
 
@@ -184,7 +184,7 @@ def test_a_bad_sacct_is_a_metric_and_the_figures_stay(tmp_path: Path, body: str 
 def test_garbage_lines_are_counted(tmp_path: Path) -> None:
     sacct = fake_sacct(tmp_path, "echo 'not|sacct'; echo '1|1|a|b|c|COMPLETED|1|00:01.000|||'")
     text = scrape(polled(Options(sacct=sacct)))
-    assert 'magellan_accounting_sacct_errors_total{cluster="magellan",reason="parse"} 1.0' in text
+    assert 'magellan_accounting_scrape_errors_total{cluster="magellan",reason="parse"} 1.0' in text
     assert f"{UP} 1.0" in text
 
 
@@ -192,7 +192,7 @@ def test_bytes_that_are_not_utf8_are_parse_errors(tmp_path: Path) -> None:
     bad_user = r"printf '11|11|\377\376|root|chos|COMPLETED|1|00:00.100|||\n'"
     sacct = fake_sacct(tmp_path, f"cat {CAPTURED}; {bad_user}")
     text = scrape(polled(Options(sacct=sacct)))
-    assert 'magellan_accounting_sacct_errors_total{cluster="magellan",reason="parse"} 1.0' in text
+    assert 'magellan_accounting_scrape_errors_total{cluster="magellan",reason="parse"} 1.0' in text
     assert f"{UP} 1.0" in text
     assert 'magellan_accounting_jobs_total{account="atlas"' in text  # the good lines still count
     records, problems = parse_sacct("12|12|b\ufffd|root|chos|COMPLETED|1|00:00.100|||\n")
@@ -286,4 +286,4 @@ def test_the_process_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
 def test_bad_flags_are_clear_errors(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         accounting.main(["--sacct.interval", "-3"])
-    assert "expected a positive number of seconds" in capsys.readouterr().err
+    assert "expected a number of seconds above 0, at most 315360000" in capsys.readouterr().err

@@ -18,8 +18,8 @@ import pytest
 from dashboards import virtual_nodes
 from dashboards.__main__ import BUILDERS, GENERATED, render
 from dashboards.queries import check_dashboards, expand, panel_queries
+from testbed.model import Comparison, NodeResult
 from testbed.prom import PromClient
-from testbed.report import Comparison, NodeResult
 from testbed.results import exposition
 from tests.conftest import free_port
 from tests.unit.test_report import T0
@@ -92,7 +92,7 @@ def test_virtual_nodes_legends_name_hypervisor_and_accel() -> None:
     queries = panel_queries(dash)
     panels: list[dict[str, Any]] = dash["panels"]  # type: ignore[assignment]
     legends = {(p["title"], t["refId"]): t["legendFormat"] for p in panels for t in p.get("targets", [])}
-    own = ("magellan_virt_collector_up", "magellan_virt_errors_total", "magellan_virt_scrape_duration_seconds")
+    own = ("magellan_virt_up", "magellan_virt_scrape_errors_total", "magellan_virt_scrape_duration_seconds")
     per_domain = [q for q in queries if "magellan_virt_" in q.expr and not any(m in q.expr for m in own)]
     assert len(per_domain) == 10  # vCPU, steal, block r/w, net rx/tx, balloon, RSS, state, domains running
     for q in per_domain:

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporters.job import JobCollector, ProgressError, parse_proc_io, parse_proc_stat, parse_progress
+from exporters.job import JobCollector
 from exporters.paths import Paths
 from exporters.web import listen_address
+from magellan.contract import ProgressError, parse_proc_io, parse_proc_stat, parse_progress
 from tests.conftest import free_port
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "job"
@@ -229,18 +230,18 @@ def test_finished_and_failed_jobs_keep_their_final_figures() -> None:
 def test_bad_files_are_counted_and_the_rest_still_reported() -> None:
     c = collector()
     text = exposition(c)
-    assert sample(text, "magellan_job_collector_up") == 1
+    assert sample(text, "magellan_job_up") == 1
     assert sample(text, "magellan_job_progress_files") == VALID
-    assert sample(text, "magellan_job_progress_invalid") == 5
-    assert sample(text, "magellan_job_progress_errors_total", reason="json") == 2  # corrupt, truncated
-    assert sample(text, "magellan_job_progress_errors_total", reason="schema") == 1
-    assert sample(text, "magellan_job_progress_errors_total", reason="field") == 2  # nan-cpu, renamed
-    assert sample(text, "magellan_job_progress_errors_total", reason="read") == 0
+    assert sample(text, "magellan_job_progress_invalid_files") == 5
+    assert sample(text, "magellan_job_scrape_errors_total", reason="json") == 2  # corrupt, truncated
+    assert sample(text, "magellan_job_scrape_errors_total", reason="schema") == 1
+    assert sample(text, "magellan_job_scrape_errors_total", reason="field") == 2  # nan-cpu, renamed
+    assert sample(text, "magellan_job_scrape_errors_total", reason="read") == 0
     assert "sim-new" not in text  # in-flight .tmp files are ignored
     assert "other-name" not in text
     text = exposition(c)  # errors are cumulative across scrapes, the per-scrape gauges are not
-    assert sample(text, "magellan_job_progress_errors_total", reason="json") == 4
-    assert sample(text, "magellan_job_progress_invalid") == 5
+    assert sample(text, "magellan_job_scrape_errors_total", reason="json") == 4
+    assert sample(text, "magellan_job_progress_invalid_files") == 5
 
 
 def test_unreadable_entries_count_as_read_errors(tmp_path: Path) -> None:
@@ -249,7 +250,7 @@ def test_unreadable_entries_count_as_read_errors(tmp_path: Path) -> None:
     (jobs / "huge.json").write_text(" " * 70_000 + "{}")
     text = exposition(collector(jobs))
     assert sample(text, "magellan_job_progress_files") == 1
-    assert sample(text, "magellan_job_progress_errors_total", reason="read") == 2
+    assert sample(text, "magellan_job_scrape_errors_total", reason="read") == 2
 
 
 def test_bad_file_is_logged_once_per_version(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -270,21 +271,37 @@ def test_missing_jobs_dir_reports_down_then_recovers(tmp_path: Path, caplog: pyt
     jobs = tmp_path / "absent"
     c = collector(jobs)
     text = exposition(c)
-    assert sample(text, "magellan_job_collector_up") == 0
+    assert sample(text, "magellan_job_up") == 0
     assert sample(text, "magellan_job_progress_files") == 0
-    assert sample(text, "magellan_job_progress_errors_total", reason="jobs_dir") == 1
+    assert sample(text, "magellan_job_scrape_errors_total", reason="jobs_dir") == 1
     assert "magellan_job_events_processed_total{" not in text
+    assert "magellan_job_last_success_timestamp_seconds" not in text  # absent until the directory is read
     jobs.mkdir()
     shutil.copy(FIX / "jobs" / "sim-finished.json", jobs)
     text = exposition(c)
-    assert sample(text, "magellan_job_collector_up") == 1
+    assert sample(text, "magellan_job_up") == 1
     assert sample(text, "magellan_job_events_processed_total", job_id="sim-finished") == 2000
     shutil.rmtree(jobs)
     with caplog.at_level(logging.WARNING, logger="magellan.job_exporter"):
         text = exposition(c)
-    assert sample(text, "magellan_job_collector_up") == 0
-    assert sample(text, "magellan_job_progress_errors_total", reason="jobs_dir") == 2
+    assert sample(text, "magellan_job_up") == 0
+    assert sample(text, "magellan_job_scrape_errors_total", reason="jobs_dir") == 2
+    assert sample(text, "magellan_job_last_success_timestamp_seconds") == NOW  # the last good read, kept
     assert any("cannot list the jobs directory" in r.getMessage() for r in caplog.records)  # warned again
+
+
+def test_format_is_an_info_series_not_a_label_of_the_figures(tmp_path: Path) -> None:
+    jobs = fixture_copy(tmp_path, "sim-finished.json")
+    finished = json.loads((jobs / "sim-finished.json").read_text())
+    for job_id, fmt in (("ana-ttree", "ttree"), ("ana-rntuple", "rntuple"), ("ana-root6", "root6")):
+        (jobs / f"{job_id}.json").write_text(json.dumps({**finished, "job_id": job_id, "format": fmt}))
+    text = exposition(collector(jobs))
+    assert sample(text, "magellan_job_info", job_id="ana-ttree", format="ttree") == 1
+    assert sample(text, "magellan_job_info", job_id="ana-rntuple", format="rntuple") == 1
+    assert sample(text, "magellan_job_info", job_id="sim-finished", format="") == 1  # no ROOT file
+    assert not [line for line in text.splitlines() if "format=" in line and not line.startswith("magellan_job_info{")]
+    assert "ana-root6" not in text  # a format outside the contract's is an unusable file
+    assert sample(text, "magellan_job_scrape_errors_total", reason="field") == 1
 
 
 def test_golden_exposition() -> None:
@@ -333,7 +350,7 @@ def test_exporter_process_serves_metrics_over_http(tmp_path: Path) -> None:
     )
     try:
         body = _get(f"http://127.0.0.1:{port}/metrics", proc)
-        assert 'magellan_job_collector_up{node="n9",platform="kvm"} 1.0' in body
+        assert 'magellan_job_up{node="n9",platform="kvm"} 1.0' in body
         assert f'magellan_job_progress_files{{node="n9",platform="kvm"}} {VALID}.0' in body
         assert (
             'magellan_job_events_processed_total{job_id="sim-finished",node="n9",platform="kvm",'

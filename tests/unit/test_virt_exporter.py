@@ -203,9 +203,9 @@ def test_metric_names_and_labels(tmp_path: Path) -> None:
     assert f'magellan_virt_domain_state{{{KVM_OFF},state="shutoff"}} 1.0' in text
     # a shut-off domain has its state only: libvirt's CPU and memory figures for it are not the domain's
     assert not [line for line in text.splitlines() if "magellan-kvm-off" in line and "_state{" not in line]
-    assert 'magellan_virt_collector_up{node="hv1"} 1.0' in text and 'magellan_virt_domains{node="hv1"} 2.0' in text
+    assert 'magellan_virt_up{node="hv1"} 1.0' in text and 'magellan_virt_domains{node="hv1"} 2.0' in text
     for reason in virt.ERROR_REASONS:
-        assert f'magellan_virt_errors_total{{node="hv1",reason="{reason}"}} 0.0' in text
+        assert f'magellan_virt_scrape_errors_total{{node="hv1",reason="{reason}"}} 0.0' in text
 
 
 @pytest.mark.parametrize(
@@ -225,24 +225,24 @@ def test_a_bad_virsh_is_a_metric_not_a_crash(tmp_path: Path, body: str | None, r
     started = time.monotonic()
     text = scrape(c)
     assert time.monotonic() - started < 3
-    assert 'magellan_virt_collector_up{node="hv1"} 0.0' in text
-    assert f'magellan_virt_errors_total{{node="hv1",reason="{reason}"}} 1.0' in text
+    assert 'magellan_virt_up{node="hv1"} 0.0' in text
+    assert f'magellan_virt_scrape_errors_total{{node="hv1",reason="{reason}"}} 1.0' in text
     assert "magellan_virt_cpu_seconds_total{" not in text and "magellan_virt_domain_state{" not in text  # none made up
     assert 'magellan_virt_domains{node="hv1"} 0.0' in text
     assert "magellan_virt_last_success_timestamp_seconds" not in text  # absent until a good run
     c.options.virsh = fake_virsh(tmp_path)  # virsh works again
     text = scrape(c)
-    assert 'magellan_virt_collector_up{node="hv1"} 1.0' in text and f"magellan_virt_cpu_seconds_total{{{TCG}}}" in text
+    assert 'magellan_virt_up{node="hv1"} 1.0' in text and f"magellan_virt_cpu_seconds_total{{{TCG}}}" in text
     assert 'magellan_virt_last_success_timestamp_seconds{node="hv1"} 1.796097903e+09' in text
-    assert f'magellan_virt_errors_total{{node="hv1",reason="{reason}"}} 1.0' in text
+    assert f'magellan_virt_scrape_errors_total{{node="hv1",reason="{reason}"}} 1.0' in text
 
 
 def test_garbage_output_is_counted(tmp_path: Path) -> None:
     virsh = fake_virsh(tmp_path, domstats="printf 'Domain: x\\n\\001\\377 nonsense\\n'; head -c 300 /dev/urandom")
     text = scrape(collector(virsh))
-    assert 'magellan_virt_collector_up{node="hv1"} 1.0' in text
+    assert 'magellan_virt_up{node="hv1"} 1.0' in text
     assert 'magellan_virt_domains{node="hv1"} 0.0' in text
-    parse_errors = re.search(r'magellan_virt_errors_total\{node="hv1",reason="parse"\} (\S+)', text)
+    parse_errors = re.search(r'magellan_virt_scrape_errors_total\{node="hv1",reason="parse"\} (\S+)', text)
     assert parse_errors and float(parse_errors.group(1)) >= 2  # 'Domain: x' unquoted, the nonsense line, ...
 
 
@@ -251,7 +251,7 @@ def test_dumpxml_is_read_once_per_state_and_its_failure_degrades_labels(tmp_path
     c = collector(virsh)
     text = scrape(c)
     assert 'accel="unknown",domain="magellan-tcg1",hypervisor="qemu",node="hv1",state="running"} 1.0' in text
-    assert 'magellan_virt_errors_total{node="hv1",reason="dumpxml"} 2.0' in text
+    assert 'magellan_virt_scrape_errors_total{node="hv1",reason="dumpxml"} 2.0' in text
     c.options.virsh = fake_virsh(tmp_path)
     scrape(c)
     scrape(c)
@@ -268,8 +268,8 @@ def test_one_deadline_for_all_virsh_runs(tmp_path: Path) -> None:
     started = time.monotonic()
     text = scrape(c)
     assert time.monotonic() - started < 3  # not 2 dumpxml runs x 1 s
-    assert 'magellan_virt_collector_up{node="hv1"} 1.0' in text
-    assert 'magellan_virt_errors_total{node="hv1",reason="dumpxml"} 2.0' in text
+    assert 'magellan_virt_up{node="hv1"} 1.0' in text
+    assert 'magellan_virt_scrape_errors_total{node="hv1",reason="dumpxml"} 2.0' in text
 
 
 def test_flags(capsys: pytest.CaptureFixture[str]) -> None:
@@ -279,7 +279,7 @@ def test_flags(capsys: pytest.CaptureFixture[str]) -> None:
     )  # fmt: skip
     with pytest.raises(SystemExit):
         virt.main(["--virsh.timeout", "-3"])
-    assert "expected a number of seconds" in capsys.readouterr().err
+    assert "expected a number of seconds above 0, at most 600" in capsys.readouterr().err
 
 
 def test_a_hanging_virsh_is_killed_with_its_children(tmp_path: Path) -> None:
@@ -300,4 +300,4 @@ def test_each_problem_is_logged_once_while_it_lasts(tmp_path: Path, caplog: pyte
     for _ in range(3):
         scrape(c)
     assert len([r for r in caplog.records if "not found" in r.getMessage()]) == 1
-    assert 'magellan_virt_errors_total{node="hv1",reason="not_found"} 4.0' in scrape(c)  # counted every time
+    assert 'magellan_virt_scrape_errors_total{node="hv1",reason="not_found"} 4.0' in scrape(c)  # counted every time

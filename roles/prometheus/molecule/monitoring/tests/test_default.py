@@ -75,7 +75,7 @@ def test_every_target_is_up(host):
 def test_profile_and_job_metrics_reach_prometheus(host):
     cpus = wait_for(host, 'magellan_node_profile_cpus{node="molecule-monitoring"}')
     assert float(cpus[0]["value"][1]) == 0.5
-    up = wait_for(host, 'magellan_job_collector_up{node="molecule-monitoring",platform="molecule"}')
+    up = wait_for(host, 'magellan_job_up{node="molecule-monitoring",platform="molecule"}')
     assert float(up[0]["value"][1]) == 1.0
 
 
