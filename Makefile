@@ -102,6 +102,7 @@ lint: bootstrap
 	$(BIN)/mypy
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --profile production --offline
+	$(BIN)/python tools/check_roles.py
 	$(BIN)/python -m dashboards --check
 
 dashboards: bootstrap

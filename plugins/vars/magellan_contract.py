@@ -2,7 +2,8 @@
 
 The variables are magellan_prefix, magellan_jobs_dir, magellan_data_dir, magellan_textfile_dir and magellan_ports
 (a mapping of service name to TCP port). Roles read these, never a copy of their own, so that the workload that
-writes a progress file and the exporter that reads it agree on the directory, and Prometheus on the ports.
+writes a progress file and the exporter that reads it agree on the directory, and Prometheus on the ports. Those
+roles depend on roles/magellan_site, which stops a run without this plugin, naming the missing variables.
 
 Enabled by this repository's ansible.cfg and by molecule/base.yml (molecule runs roles with an inventory of its
 own): `vars_plugins = plugins/vars` and `vars_plugins_enabled = magellan_contract,host_group_vars`.

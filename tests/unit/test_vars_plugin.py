@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from magellan import contract
 
@@ -76,3 +77,40 @@ def test_a_mapping_is_replaced_whole(tmp_path: Path) -> None:
     got = hostvars(tmp_path)
     assert got["member"]["magellan_ports"] == {"job_exporter": 19810}
     assert got["plain"]["magellan_ports"] == dict(contract.PORTS)
+
+
+def site_check(tmp_path: Path, *, plugin: bool) -> subprocess.CompletedProcess[str]:
+    """Role magellan_site (every role that reads magellan_* depends on it) on localhost, with or without the plugin."""
+    write(tmp_path / "inventory" / "hosts.yml", "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n")
+    write(tmp_path / "play.yml", "- hosts: all\n  gather_facts: false\n  roles: [magellan_site]\n")
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["ANSIBLE_STRATEGY"] = "linear"
+    if not plugin:
+        env["ANSIBLE_VARS_ENABLED"] = "host_group_vars"
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(tmp_path / "inventory"), str(tmp_path / "play.yml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+
+
+def test_the_site_check_passes_with_the_plugin(tmp_path: Path) -> None:
+    proc = site_check(tmp_path, plugin=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_without_the_plugin_the_site_check_names_what_is_missing(tmp_path: Path) -> None:
+    proc = site_check(tmp_path, plugin=False)
+    out = " ".join(proc.stdout.split())
+    assert proc.returncode == 2, out
+    missing = ", ".join(contract.site_vars())
+    assert f"Host localhost: {missing} undefined." in out
+    assert "plugins/vars/magellan_contract.py" in out
+
+
+def test_the_site_checks_names_are_the_contracts() -> None:
+    names = yaml.safe_load((ROOT / "roles" / "magellan_site" / "vars" / "main.yml").read_text())["_magellan_site_vars"]
+    assert names == list(contract.site_vars())
