@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from magellan.contract import JobRef
 from testbed.inventory import Inventory
 from testbed.model import Comparison
 from testbed.prom import PromClient
@@ -18,14 +19,21 @@ from tests.integration.conftest import REPO, ansible_playbook, node_shell
 pytestmark = pytest.mark.integration
 
 
+def node_of(job_id: str, run_id: str) -> str:
+    ref = JobRef.parse(job_id, run_id)
+    assert ref is not None, f"{job_id} is not a job of {run_id}"
+    return ref.node
+
+
 def test_comparison_jobs_are_in_slurm_accounting(site: Inventory, comparison: Comparison) -> None:
     run_id = comparison.parameters["run_id"]
-    names = [f"{run_id}-r{rep}-{node}" for rep in (0, 1) for node in ("compute1", "compute2")]
+    names = [job for r in comparison.results for job in r.job_id.split(",")]
+    assert len(names) == 4, names  # two repetitions on each of two nodes
     # --name alone looks from midnight on: a campaign before midnight and this test after it found nothing.
     query = f"--starttime=now-1days --name={','.join(names)} --allocations --format=JobName,Partition,NodeList,State"
     out = node_shell(site, "head", f"sacct --allusers --noheader --parsable2 {query}")
     rows = sorted(line.split("|") for line in out.stdout.splitlines())
-    expected = sorted([name, "chos", name.rsplit("-", 1)[1], "COMPLETED"] for name in names)
+    expected = sorted([name, "chos", node_of(name, run_id), "COMPLETED"] for name in names)
     assert rows == expected, out.stdout + out.stderr
 
 

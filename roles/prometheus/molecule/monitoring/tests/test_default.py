@@ -3,8 +3,11 @@
 import json
 import time
 
+from magellan import contract
+
 testinfra_hosts = ["podman://molecule-monitoring"]
-PROM = "http://127.0.0.1:9090"
+PROM = f"http://127.0.0.1:{contract.PORTS['prometheus']}"
+JOBS = contract.JOBS_DIR
 
 
 def prom_query(host, expr):
@@ -40,7 +43,7 @@ def test_config_files(host):
     assert "job_name: node" in cfg.content_string
     assert "job_name: magellan_job" in cfg.content_string
     assert host.run("promtool check config /etc/prometheus/prometheus.yml").rc == 0
-    prof = host.file("/var/lib/prometheus/node-exporter/magellan_profile.prom")
+    prof = host.file(f"{contract.TEXTFILE_DIR}/magellan_profile.prom")
     assert 'magellan_node_profile_cpus{node="molecule-monitoring",platform="molecule"} 0.5' in prof.content_string
 
 
@@ -62,7 +65,7 @@ def test_services(host):
 
 
 def test_sockets(host):
-    for port in (9090, 9100, 9810):
+    for port in (contract.PORTS[name] for name in ("prometheus", "node_exporter", "job_exporter")):
         assert host.socket(f"tcp://0.0.0.0:{port}").is_listening or host.socket(f"tcp://:::{port}").is_listening
 
 
@@ -91,9 +94,9 @@ def test_old_progress_files_age_out(host):
     """job_exporter_jobs_max_age (7d): files not written for longer go, by their mtime (the exporter's reads keep the
     atime fresh), when systemd-tmpfiles-clean.timer runs; a fresh file stays."""
     conf = host.file("/etc/tmpfiles.d/magellan-jobs.conf").content_string
-    assert "e /var/lib/magellan/jobs - - - m:7d" in conf.splitlines()
+    assert f"e {JOBS} - - - m:7d" in conf.splitlines()
     assert host.service("systemd-tmpfiles-clean.timer").is_running
-    old, new = "/var/lib/magellan/jobs/age-test-old", "/var/lib/magellan/jobs/age-test-new"
+    old, new = f"{JOBS}/age-test-old", f"{JOBS}/age-test-new"
     host.check_output(f"touch -d '8 days ago' {old} && touch {new} && cat {old}")  # reading it: a fresh atime
     try:
         host.check_output("systemd-tmpfiles --clean /etc/tmpfiles.d/magellan-jobs.conf")

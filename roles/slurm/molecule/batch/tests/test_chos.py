@@ -3,6 +3,8 @@ through schroot, chosen like PDSF did, exit codes pass through."""
 
 import json
 
+from magellan import contract
+
 testinfra_hosts = ["podman://molecule-c1"]
 
 
@@ -50,7 +52,8 @@ def test_exit_codes_pass_through(host):
 
 
 def test_binds_and_python_inside(host):
-    host.run("mkdir -p /var/lib/magellan/jobs && echo seen > /var/lib/magellan/jobs/chos-probe")
-    assert host.check_output("chos run -e bullseye -- cat /var/lib/magellan/jobs/chos-probe") == "seen"
+    probe = f"{contract.JOBS_DIR}/chos-probe"
+    host.run(f"mkdir -p {contract.JOBS_DIR} && echo seen > {probe}")
+    assert host.check_output(f"chos run -e bullseye -- cat {probe}") == "seen"
     assert host.check_output("chos run -e bullseye -- python3 -c 'import sys; print(sys.version_info[:2])'") == "(3, 9)"
     assert host.check_output("chos run -e bullseye -- ls /proc/self/status") == "/proc/self/status"
