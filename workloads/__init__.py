@@ -1,1 +1,1 @@
-"""ATLAS-like workloads. Python >= 3.9, standard library only: they also run inside older CHOS trees."""
+"""ATLAS-like workloads: the standard library and magellan.contract, uproot for ROOT files (README.md)."""

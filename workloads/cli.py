@@ -11,14 +11,15 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from magellan import contract
 from workloads import db12
-from workloads.progress import ProgressWriter, valid_job_id
+from workloads.progress import ProgressWriter
 from workloads.simulate import Simulator
 
-DEFAULT_JOBS_DIR = "/var/lib/magellan/jobs"
 SIGNAL_MESSAGES = {signal.SIGTERM: "terminated", signal.SIGINT: "interrupted"}
 COLD_HELP = "evict each input from the page cache before every pass, so that every pass reads the storage"
 
@@ -41,34 +42,62 @@ def _common(s: argparse.ArgumentParser) -> None:
     s.add_argument("--job-id", required=True, help="unique id, [A-Za-z0-9_.-]{1,128}; names the progress file")
     s.add_argument(
         "--jobs-dir",
-        default=os.environ.get("MAGELLAN_JOBS_DIR", DEFAULT_JOBS_DIR),
+        default=os.environ.get("MAGELLAN_JOBS_DIR", contract.JOBS_DIR),
         help="where the progress file goes (default: $MAGELLAN_JOBS_DIR or %(default)s)",
     )
     s.add_argument("--progress-interval", type=float, default=1.0, help="seconds between progress writes")
+
+
+def _simulate_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--events", type=int, default=0, help="stop after this many events (0: no limit)")
+    s.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: no limit)")
+    s.add_argument(
+        "--seed",
+        type=int,
+        default=contract.DEFAULT_SEED,
+        help="random seed; the same seed gives the same events (default: %(default)s)",
+    )
+    s.add_argument("--output", help="also write the events to this ROOT file (needs uproot, awkward, numpy)")
+    s.add_argument(
+        "--format",
+        choices=contract.FORMATS,
+        help=f"what --output writes: an RNTuple or a TTree named events (default: {contract.DEFAULT_FORMAT})",
+    )
+
+
+def _input_arguments(s: argparse.ArgumentParser, readers: str) -> None:
+    s.add_argument(
+        "--input", nargs="+", required=True, metavar="FILE", help=f"ROOT files written by simulate, {readers}"
+    )
+    s.add_argument("--duration", type=float, default=0.0, help="read the inputs again until this many seconds")
+    s.add_argument("--cold", action="store_true", help=COLD_HELP)
+
+
+def _analyze_arguments(a: argparse.ArgumentParser) -> None:
+    _input_arguments(a, "RNTuple or TTree (found in each file), all of one format")
+    a.add_argument("--output", help="write the histograms to this ROOT file")
+
+
+def _storm_arguments(st: argparse.ArgumentParser) -> None:
+    st.add_argument("--readers", type=int, required=True, help=f"concurrent analyze jobs (1 to {contract.READERS_MAX})")
+    _input_arguments(st, "shared out among the readers")
+
+
+ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "simulate": _simulate_arguments,
+    "analyze": _analyze_arguments,
+    "storm": _storm_arguments,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="magellan-workload", description=__doc__)
     sub = p.add_subparsers(dest="workload", metavar="WORKLOAD")
     sub.required = True
-    s = sub.add_parser("simulate", help="CPU-bound event generation with a simplified detector response")
-    _common(s)
-    s.add_argument("--events", type=int, default=0, help="stop after this many events (0: no limit)")
-    s.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: no limit)")
-    s.add_argument("--seed", type=int, default=12345, help="random seed; the same seed gives the same events")
-    s.add_argument("--output", help="also write the events to this ROOT file (needs uproot, awkward, numpy)")
-    a = sub.add_parser("analyze", help="I/O-bound: read ROOT event files, select events, fill histograms")
-    _common(a)
-    a.add_argument("--input", nargs="+", required=True, metavar="FILE", help="ROOT files written by simulate")
-    a.add_argument("--output", help="write the histograms to this ROOT file")
-    a.add_argument("--duration", type=float, default=0.0, help="read the inputs again until this many seconds")
-    a.add_argument("--cold", action="store_true", help=COLD_HELP)
-    st = sub.add_parser("storm", help="N concurrent analyze readers on shared storage")
-    _common(st)
-    st.add_argument("--readers", type=int, required=True, help="concurrent analyze jobs (1 to hundreds)")
-    st.add_argument("--input", nargs="+", required=True, metavar="FILE", help="ROOT files the readers share")
-    st.add_argument("--duration", type=float, default=0.0, help="each reader re-reads until this many seconds")
-    st.add_argument("--cold", action="store_true", help=COLD_HELP)
+    for w in contract.CATALOGUE.values():  # every workload of the catalogue has its arguments here
+        s = sub.add_parser(w.name, help=w.summary)
+        _common(s)
+        ARGUMENTS[w.name](s)
     d = sub.add_parser("db12", help="this core's DB12 score (DIRAC Benchmark 2012), the unit of the jobs' scores")
     d.add_argument("--fraction", type=float, default=0.2, help="share of DB12's 12.5 M draws to run (default 0.2)")
     return p
@@ -87,10 +116,15 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--progress-interval must be a positive number of seconds")
     if args.workload == "simulate" and not events and not args.duration:
         parser.error("give --events N or --duration SECONDS (or both): the job needs a stopping condition")
-    if args.workload == "storm" and not 1 <= args.readers <= 1000:
-        parser.error(f"--readers {args.readers}: use 1 to 1000 concurrent readers")
-    if not valid_job_id(args.job_id):
+    if args.workload == "simulate" and args.format and not args.output:
+        parser.error("--format chooses what --output writes: give --output FILE too")
+    if args.workload == "storm" and not 1 <= args.readers <= contract.READERS_MAX:
+        parser.error(f"--readers {args.readers}: use 1 to {contract.READERS_MAX} concurrent readers")
+    if not contract.valid_job_id(args.job_id):
         parser.error(f"--job-id {args.job_id!r}: use 1-128 characters of A-Z a-z 0-9 _ . -")
+    if args.workload == "storm" and not contract.valid_job_id(contract.reader_job_id(args.job_id, args.readers - 1)):
+        last = contract.reader_job_id(args.job_id, args.readers - 1)
+        parser.error(f"--job-id {args.job_id!r}: too long for its readers' job ids ({last!r}): 128 characters at most")
     if not os.path.isdir(args.jobs_dir) or not os.access(args.jobs_dir, os.W_OK):
         parser.error(f"--jobs-dir {args.jobs_dir}: not a writable directory (create it, or set MAGELLAN_JOBS_DIR)")
     for path in getattr(args, "input", None) or []:
@@ -105,23 +139,27 @@ def _emit(summary: dict[str, object]) -> None:
     sys.stdout.flush()
 
 
-def _finish(writer: ProgressWriter, events: int, stop: StopFlag, extra: dict[str, object]) -> int:
-    """End the job: failed by a signal (128 + its number), or finished with its JSON summary on stdout."""
+def _finish(
+    writer: ProgressWriter, events: int, stop: StopFlag, extra: dict[str, object], format: str | None = None
+) -> int:
+    """End the job: failed by a signal (128 + its number), or finished with its JSON summary on stdout; `format`:
+    the event file's format of a job that learnt it as it ran (analyze)."""
     if stop.signum:
-        writer.update(events, "failed", SIGNAL_MESSAGES[signal.Signals(stop.signum)])
+        writer.update(events, contract.FAILED, SIGNAL_MESSAGES[signal.Signals(stop.signum)], format=format)
         return 128 + stop.signum
-    writer.update(events, "finished")
+    writer.update(events, contract.FINISHED, format=format)
     rec = writer.record
-    wall = rec["finished_at"] - rec["started_at"]
+    wall = (rec.finished_at or rec.updated_at) - rec.started_at
     summary = {
-        "job_id": rec["job_id"],
-        "workload": rec["workload"],
+        "job_id": rec.job_id,
+        "workload": rec.workload,
         "events": events,
         "wall_seconds": round(wall, 3),
-        "cpu_seconds": rec["cpu_seconds"],
+        "cpu_seconds": rec.cpu_seconds,
         "events_per_second": round(events / wall, 3) if wall > 0 else 0.0,
-        "bytes_read": rec["bytes_read"],
-        "bytes_written": rec["bytes_written"],
+        "bytes_read": rec.bytes_read,
+        "bytes_written": rec.bytes_written,
+        **({"format": rec.format} if rec.format else {}),
         **extra,
     }
     _emit(summary)
@@ -130,13 +168,14 @@ def _finish(writer: ProgressWriter, events: int, stop: StopFlag, extra: dict[str
 
 def simulate(args: argparse.Namespace, stop: StopFlag) -> int:
     """Run events until --events or --duration is reached (or a signal arrives); write progress throughout."""
-    writer = ProgressWriter(args.jobs_dir, args.job_id, "simulate", args.events)
+    fmt = (args.format or contract.DEFAULT_FORMAT) if args.output else None
+    writer = ProgressWriter(args.jobs_dir, args.job_id, "simulate", args.events, format=fmt)
     sim = Simulator(args.seed, record=bool(args.output))
     out = None
     if args.output:
         from workloads.rootio import EventWriter  # noqa: PLC0415 - uproot only when writing ROOT
 
-        out = EventWriter(Path(args.output))
+        out = EventWriter(Path(args.output), fmt or contract.DEFAULT_FORMAT)
     writer.update(0)
     start = time.monotonic()
     next_write = start + args.progress_interval
@@ -154,7 +193,7 @@ def simulate(args: argparse.Namespace, stop: StopFlag) -> int:
         if out is not None:
             out.close()
     except Exception as exc:  # the job fails, and says why, in its progress file
-        writer.update(sim.events, "failed", f"{type(exc).__name__}: {exc}")
+        writer.update(sim.events, contract.FAILED, f"{type(exc).__name__}: {exc}")
         traceback.print_exc()
         return 1
     extra: dict[str, object] = {"checksum": sim.checksum}
@@ -186,7 +225,7 @@ def analyze(args: argparse.Namespace, stop: StopFlag) -> int:
                 for chunk in analysis.chunks(Path(path)):
                     analysis.fill(chunk)
                     if time.monotonic() >= next_write:
-                        writer.update(analysis.events)
+                        writer.update(analysis.events, format=analysis.format)
                         next_write = time.monotonic() + args.progress_interval
                     if stop.signum or time_is_up():  # a long pass does not overrun --duration
                         break
@@ -199,7 +238,7 @@ def analyze(args: argparse.Namespace, stop: StopFlag) -> int:
         if args.output and not stop.signum:
             analysis.write(Path(args.output))
     except RootFileError as exc:
-        writer.update(analysis.events, "failed", str(exc))
+        writer.update(analysis.events, contract.FAILED, str(exc), format=analysis.format)
         print(f"analyze: {exc}", file=sys.stderr)
         return 1
     wall = time.monotonic() - start
@@ -208,7 +247,7 @@ def analyze(args: argparse.Namespace, stop: StopFlag) -> int:
         "input_bytes": input_bytes,
         "mb_per_second": round(input_bytes / wall / 1e6, 3) if wall > 0 else 0.0,
     }
-    return _finish(writer, analysis.events, stop, extra)
+    return _finish(writer, analysis.events, stop, extra, analysis.format)
 
 
 def evict(path: str) -> None:
@@ -232,7 +271,8 @@ def storm(args: argparse.Namespace, stop: StopFlag) -> int:
     share the inputs out (reader_inputs): with a file per reader each reads its own, again and again.
 
     uproot is imported once, before the fork, so N readers cost N processes but not N interpreter start-ups.
-    Each reader is a job of its own (<job id>-<i>, its own progress file); SIGTERM reaches every reader."""
+    Each reader is a job of its own (contract.reader_job_id: <job id>_<i>, its own progress file); SIGTERM reaches
+    every reader. The storm's `format` is what its readers read; readers that read different formats fail it."""
     import workloads.rootio  # noqa: F401, PLC0415 - imported once, shared by the forked readers
 
     start = time.monotonic()
@@ -241,7 +281,7 @@ def storm(args: argparse.Namespace, stop: StopFlag) -> int:
         pid = os.fork()
         if pid == 0:  # the reader: an analyze job of its own
             reader = argparse.Namespace(**vars(args), output=None)
-            reader.job_id = f"{args.job_id}-{i}"
+            reader.job_id = contract.reader_job_id(args.job_id, i)
             reader.input = reader_inputs(args.input, args.readers, i)
             code = 1
             try:
@@ -258,25 +298,39 @@ def storm(args: argparse.Namespace, stop: StopFlag) -> int:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(other, stop.signum)
     wall = time.monotonic() - start
-    records = []
-    for i in range(args.readers):
-        path = os.path.join(args.jobs_dir, f"{args.job_id}-{i}.json")
-        with contextlib.suppress(OSError, ValueError), open(path) as f:
-            records.append(json.load(f))
-    walls = [(r["cpu_seconds"], (r["finished_at"] or 0.0) - r["started_at"]) for r in records]
+    records = [
+        r for r in (_record(args.jobs_dir, contract.reader_job_id(args.job_id, i)) for i in range(args.readers)) if r
+    ]
+    walls = [(r.cpu_seconds, (r.finished_at or 0.0) - r.started_at) for r in records]
     efficiency = [cpu / wall for cpu, wall in walls if wall > 0]
+    formats = sorted({r.format for r in records if r.format})
+    if len(formats) > 1:
+        print(
+            f"storm: its readers read different formats ({', '.join(formats)}): give inputs of one format",
+            file=sys.stderr,
+        )
     summary = {
         "job_id": args.job_id,
         "workload": "storm",
         "readers": args.readers,
         "failed": failed,
         "wall_seconds": round(wall, 3),
-        "aggregate_mb_per_second": round(sum(r["bytes_read"] for r in records) / wall / 1e6, 3) if wall > 0 else 0.0,
-        "events": sum(r["events_processed"] for r in records),
+        "aggregate_mb_per_second": round(sum(r.bytes_read for r in records) / wall / 1e6, 3) if wall > 0 else 0.0,
+        "events": sum(r.events_processed for r in records),
         "cpu_efficiency_per_job": round(sum(efficiency) / len(efficiency), 3) if efficiency else 0.0,
+        "format": ",".join(formats) or None,
     }
     _emit(summary)
-    return 1 if failed or stop.signum else 0
+    return 1 if failed or stop.signum or len(formats) > 1 else 0
+
+
+def _record(jobs_dir: str, job_id: str) -> contract.Progress | None:
+    """A reader's last progress record; None when it left none that parses (killed before its first write)."""
+    try:
+        with open(os.path.join(jobs_dir, job_id + contract.PROGRESS_SUFFIX), "rb") as f:
+            return contract.parse_progress(f.read(contract.PROGRESS_MAX_BYTES + 1))
+    except (OSError, contract.ProgressError):
+        return None
 
 
 def db12_command(args: argparse.Namespace, stop: StopFlag) -> int:

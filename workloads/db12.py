@@ -5,7 +5,8 @@ reports 250 / CPU seconds: "250 HS06-seconds of work". `measure()` runs that loo
 normalised back to the full loop; the raw Python 3 score, without DB12's per-Python-version correction table).
 
 A job's per-core score expresses its own throughput in the same unit: events per CPU second divided by the
-events per CPU second that one DB12 of CPU power delivers for that workload (`EVENTS_PER_DB12_SECOND`). Those
+events per CPU second that one DB12 of CPU power delivers for that workload (the catalogue's
+`magellan.contract.Workload.events_per_db12_second`; `score` is `magellan.contract.db12_score`). Those
 constants were calibrated once, on the build machine (`magellan-workload db12` and the workload on one idle core,
 Python 3.11, see workloads/README.md), so a job scores what DB12 scores on a core that runs this workload as
 fast, relative to DB12's loop, as the build machine did. A platform that is slower for the workload than DB12
@@ -17,10 +18,10 @@ from __future__ import annotations
 import random
 import time
 
+from magellan import contract
+
 FULL_DRAWS = 12_500_000
 CALIBRATION = 250.0
-# Events per CPU second per DB12 unit; calibrated on the build machine (see the module docstring).
-EVENTS_PER_DB12_SECOND = {"simulate": 16.6, "analyze": 650.0}
 
 
 def measure(fraction: float = 0.1, seed: int | None = None) -> float:
@@ -40,8 +41,6 @@ def measure(fraction: float = 0.1, seed: int | None = None) -> float:
 
 
 def score(workload: str, events: float, cpu_seconds: float) -> float | None:
-    """Per-core score of a job in DB12 units; None for an unknown workload or before any CPU time."""
-    unit = EVENTS_PER_DB12_SECOND.get(workload)
-    if not unit or cpu_seconds <= 0:
-        return None
-    return events / cpu_seconds / unit
+    """Per-core score of a job in DB12 units (contract.db12_score: a storm scores as its analyze readers); None
+    for a workload outside the catalogue or before any CPU time."""
+    return contract.db12_score(workload, events, cpu_seconds)

@@ -1,33 +1,21 @@
-"""The job's progress file (schema 1, docs/contracts.md), written atomically for the job exporter."""
+"""The job's progress file (magellan.contract.Progress, schema 1), written atomically for the job exporter."""
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import resource
 import time
-from typing import Any
+from dataclasses import replace
 
-from workloads import db12
+from magellan import contract
 
-SCHEMA = 1
-JOB_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
-STATES = ("running", "finished", "failed")
 DEFAULT_PROCFS = "/proc"
-
-
-def valid_job_id(job_id: str) -> bool:
-    """The contract's job id: 1-128 characters of A-Z a-z 0-9 _ . -"""
-    return JOB_ID.fullmatch(job_id) is not None
 
 
 def self_starttime(procfs: str = DEFAULT_PROCFS) -> int:
     """Field 22 of /proc/self/stat: this process's start time in clock ticks since boot."""
     with open(os.path.join(procfs, "self", "stat")) as f:
-        text = f.read()
-    # comm (field 2) may hold spaces and parentheses: count from the last ')'; field 3 is index 0.
-    return int(text[text.rindex(")") + 2 :].split()[19])
+        return contract.parse_proc_stat(f.read()).starttime
 
 
 def self_io(procfs: str = DEFAULT_PROCFS) -> tuple[int, int]:
@@ -41,63 +29,78 @@ def self_io(procfs: str = DEFAULT_PROCFS) -> tuple[int, int]:
 
 
 class ProgressWriter:
-    """Writes <jobs_dir>/<job_id>.json atomically: call update() at start, periodically and at the end."""
+    """Writes <jobs_dir>/<job_id>.json atomically: call update() at start, periodically and at the end.
+
+    `record` is the last Progress written. `format` is the event file's format (contract.FORMATS) of a job that
+    writes or reads one; a job that learns it later (analyze detects it in its input) sets it with update()."""
 
     def __init__(
-        self, jobs_dir: str, job_id: str, workload: str, events_target: int, procfs: str = DEFAULT_PROCFS
+        self,
+        jobs_dir: str,
+        job_id: str,
+        workload: str,
+        events_target: int,
+        procfs: str = DEFAULT_PROCFS,
+        format: str | None = None,
     ) -> None:
-        if not valid_job_id(job_id):
+        if not contract.valid_job_id(job_id):
             raise ValueError(f"invalid job id {job_id!r}: use 1-128 characters of A-Z a-z 0-9 _ . -")
         if events_target < 0:
             raise ValueError("events_target must not be negative")
-        self.jobs_dir = jobs_dir
-        self.path = os.path.join(jobs_dir, job_id + ".json")
-        self.procfs = procfs
+        _check_format(format)
         now = time.time()
-        self.record: dict[str, Any] = {
-            "schema": SCHEMA,
-            "job_id": job_id,
-            "workload": workload,
-            "state": "running",
-            "pid": os.getpid(),
-            "pid_starttime": self_starttime(procfs),
-            "events_processed": 0,
-            "events_target": int(events_target),
-            "started_at": now,
-            "updated_at": now,
-            "finished_at": None,
-            "cpu_seconds": 0.0,
-            "bytes_read": 0,
-            "bytes_written": 0,
-        }
+        self.jobs_dir = jobs_dir
+        self.procfs = procfs
+        self.record = contract.Progress(
+            job_id=job_id,
+            workload=workload,
+            state=contract.RUNNING,
+            pid=os.getpid(),
+            pid_starttime=self_starttime(procfs),
+            events_processed=0,
+            events_target=int(events_target),
+            started_at=now,
+            updated_at=now,
+            finished_at=None,
+            cpu_seconds=0.0,
+            bytes_read=0,
+            bytes_written=0,
+            format=format,
+        )
+        self.path = os.path.join(jobs_dir, self.record.path_name)
 
-    def update(self, events: int, state: str = "running", message: str | None = None) -> None:
-        """Record the events done so far and the state; a finished or failed state sets finished_at."""
-        if state not in STATES:
-            raise ValueError(f"state {state!r} not one of {', '.join(STATES)}")
+    def update(
+        self, events: int, state: str = contract.RUNNING, message: str | None = None, format: str | None = None
+    ) -> None:
+        """Record the events done so far and the state; a finished or failed state sets finished_at. A message or
+        format given once stays in the record."""
+        if state not in contract.STATES:
+            raise ValueError(f"state {state!r} not one of {', '.join(contract.STATES)}")
+        _check_format(format)
         now = time.time()
         usage = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = usage.ru_utime + usage.ru_stime
         read, written = self_io(self.procfs)
-        self.record.update(
+        self.record = replace(
+            self.record,
             events_processed=int(events),
             state=state,
             updated_at=now,
-            finished_at=None if state == "running" else now,
-            cpu_seconds=round(usage.ru_utime + usage.ru_stime, 6),
+            finished_at=None if state == contract.RUNNING else now,
+            cpu_seconds=round(cpu, 6),
             bytes_read=read,
             bytes_written=written,
-            score_db12=db12.score(self.record["workload"], events, usage.ru_utime + usage.ru_stime),
+            score_db12=contract.db12_score(self.record.workload, events, cpu),
+            message=self.record.message if message is None else message,
+            format=self.record.format if format is None else format,
         )
-        if message is not None:
-            self.record["message"] = message
-        self._write()
+        self._write(self.record.to_json())
 
-    def _write(self) -> None:
+    def _write(self, text: str) -> None:
         """Write <job_id>.json.tmp beside the file, fsync it, rename it over the file, fsync the directory."""
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump(self.record, f, sort_keys=True)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
@@ -109,3 +112,8 @@ class ProgressWriter:
                 os.close(fd)
         except OSError:
             pass
+
+
+def _check_format(format: str | None) -> None:
+    if format is not None and format not in contract.FORMATS:
+        raise ValueError(f"format {format!r} not one of {', '.join(contract.FORMATS)}")

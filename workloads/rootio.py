@@ -1,14 +1,26 @@
 """ROOT files for the ATLAS-like workloads: `simulate --output` writes events, `analyze` reads them.
 
-Tree `events`, one entry per event: the event summary (number, n_tracks, n_jets, leading_jet_pt, met,
-track_pt_sum) and three jagged collections — `particle` (pt, eta, phi, species, charge), `hit` (tracker hits:
-layer, r, phi) and `tower` (calorimeter towers: eta, phi, et) — in ZLIB level 4 baskets of `BASKET_EVENTS`
-events, the way ATLAS derivations store per-event object lists. Needs uproot, awkward and numpy (imported here
-only: `simulate` without --output stays standard-library Python).
+The events are `events`, one entry per event, in one of two layouts (magellan.contract.FORMATS), both written by
+uproot 5.7 and both readable by ROOT:
+- `rntuple` (the default, contract.DEFAULT_FORMAT): a ROOT::RNTuple written with `mkrntuple`, fields `number`,
+  `n_tracks`, `n_jets` (int32), `leading_jet_pt`, `met`, `track_pt_sum` (float32) and three collections, each a
+  field holding a variable-length list of records: `particle` {pt, eta, phi: float32, species, charge: int8},
+  `hit` (tracker hits) {layer: int8, r, phi: float32}, `tower` (calorimeter towers) {eta, phi, et: float32};
+- `ttree`: a TTree written with `mktree`, the same summary branches and each collection as counted branches the
+  way uproot writes jagged records (CMS NanoAOD's layout too): an int32 counter `nparticle` and one branch per
+  field, `particle_pt[nparticle]`, ... (`ttree_branch`).
+
+Both are written in steps of CLUSTER_EVENTS events (one `extend` each): an RNTuple cluster of 1000 entries with
+one page per column, or one TTree basket of 1000 entries per branch; pages and baskets ZLIB level 4 (the file's
+COMPRESSION, which uproot applies to both). A 5000-event file is ~14.4 MB as an RNTuple, ~14.7 MB as a TTree.
+
+`Analysis` reads either: it looks at what `events` is in each file and reads it in steps of STEP_EVENTS. Needs
+uproot, awkward, numpy and hist (imported here only: `simulate` without --output stays standard-library Python).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,12 +30,24 @@ import hist
 import numpy as np
 import uproot
 
+from magellan import contract
 from workloads.simulate import Detail, Event
 
 TREE = "events"
-BASKET_EVENTS = 1000
+CLUSTER_EVENTS = 1000  # events per RNTuple cluster / TTree basket
+# Events per chunk that analyze reads: whole clusters, ~60 MB of arrays. Each chunk costs a fixed ~9 ms of awkward
+# and uproot bookkeeping whatever its size, so chunks of 2000 events made analyze ~12 % slower than uproot's own
+# default step (100 MB) on the 5000-event input; this reads that input in one chunk too.
+STEP_EVENTS = 10 * CLUSTER_EVENTS
 COMPRESSION = uproot.ZLIB(4)
 SUMMARY = ("number", "n_tracks", "n_jets", "leading_jet_pt", "met", "track_pt_sum")
+COLLECTIONS: dict[str, tuple[tuple[str, str], ...]] = {  # collection -> (field, dtype)
+    "particle": (("pt", "f4"), ("eta", "f4"), ("phi", "f4"), ("species", "i1"), ("charge", "i1")),
+    "hit": (("layer", "i1"), ("r", "f4"), ("phi", "f4")),
+    "tower": (("eta", "f4"), ("phi", "f4"), ("et", "f4")),
+}
+# What `events` is in a file, as uproot names its class, and the format that is.
+CLASSES = {"ROOT::RNTuple": "rntuple", "TTree": "ttree"}
 # Selection of `analyze`: events with a hard jet and some missing transverse energy.
 JET_PT_CUT = 30.0  # GeV
 MET_CUT = 20.0  # GeV
@@ -33,31 +57,57 @@ class RootFileError(RuntimeError):
     """A ROOT file that cannot be read as the workloads' events; the message names the file."""
 
 
+def ttree_branch(collection: str, name: str) -> str:
+    """The TTree branch of a collection's field: `particle_pt` (uproot's field_name for records in a TTree)."""
+    return f"{collection}_{name}"
+
+
+def ttree_counter(collection: str) -> str:
+    """The TTree branch counting a collection's entries per event: `nparticle` (uproot's counter_name)."""
+    return f"n{collection}"
+
+
+def branches(fmt: str) -> list[str]:
+    """The names uproot gives the events' columns in a file of format `fmt` (RNTuple fields `particle.pt`)."""
+    if fmt == "ttree":
+        jagged = [ttree_counter(c) for c in COLLECTIONS]
+        jagged += [ttree_branch(c, name) for c, fields in COLLECTIONS.items() for name, _ in fields]
+    else:
+        jagged = [f"{c}.{name}" for c, fields in COLLECTIONS.items() for name, _ in fields]
+    return [*SUMMARY, *jagged]
+
+
 @dataclass
 class EventWriter:
-    """Buffers events and writes them to `path` in baskets of BASKET_EVENTS."""
+    """Buffers events and writes them to `path` as `format` (contract.FORMATS), CLUSTER_EVENTS at a time."""
 
     path: Path
+    format: str = contract.DEFAULT_FORMAT
     _file: Any = None
+    _tree: Any = None
     _rows: list[tuple[Event, Detail]] = field(default_factory=list)
     written: int = 0
 
     def __post_init__(self) -> None:
+        if self.format not in contract.FORMATS:
+            raise ValueError(f"format {self.format!r}: one of {', '.join(contract.FORMATS)}")
         self._file = uproot.recreate(self.path, compression=COMPRESSION)
 
     def add(self, event: Event, detail: Detail) -> None:
         self._rows.append((event, detail))  # the simulator starts a new Detail for every event
-        if len(self._rows) >= BASKET_EVENTS:
+        if len(self._rows) >= CLUSTER_EVENTS:
             self.flush()
 
     def flush(self) -> None:
         if not self._rows:
             return
         data = _columns(self._rows)
-        if TREE in self._file:
-            self._file[TREE].extend(data)
+        if self._tree is not None:
+            self._tree.extend(data)
+        elif self.format == "ttree":
+            self._tree = self._file.mktree(TREE, data, counter_name=ttree_counter, field_name=_ttree_field)
         else:
-            self._file[TREE] = data
+            self._tree = self._file.mkrntuple(TREE, data)
         self.written += len(self._rows)
         self._rows = []
 
@@ -66,14 +116,21 @@ class EventWriter:
         self._file.close()
 
 
+def _ttree_field(outer: str, inner: str) -> str:
+    """uproot's field_name: a top-level name stays, a record's field is its collection's (ttree_branch)."""
+    return inner if not outer else ttree_branch(outer, inner)
+
+
 def _columns(rows: list[tuple[Event, Detail]]) -> dict[str, Any]:
-    def jagged(items: list[list[tuple[Any, ...]]], names: tuple[str, ...], types: tuple[str, ...]) -> ak.Array:
+    def jagged(items: list[list[tuple[Any, ...]]], fields: tuple[tuple[str, str], ...]) -> ak.Array:
         counts = [len(x) for x in items]
         flat = [v for x in items for v in x]
-        columns = {
-            name: ak.unflatten(np.array([v[i] for v in flat], dtype=types[i]), counts) for i, name in enumerate(names)
-        }
-        return ak.zip(columns)
+        return ak.zip(
+            {
+                name: ak.unflatten(np.array([v[i] for v in flat], dtype=dtype), counts)
+                for i, (name, dtype) in enumerate(fields)
+            }
+        )
 
     events = [e for e, _ in rows]
     out: dict[str, Any] = {
@@ -82,11 +139,9 @@ def _columns(rows: list[tuple[Event, Detail]]) -> dict[str, Any]:
         )
         for name in SUMMARY
     }
-    out["particle"] = jagged(
-        [d.particles for _, d in rows], ("pt", "eta", "phi", "species", "charge"), ("f4", "f4", "f4", "i1", "i1")
-    )
-    out["hit"] = jagged([d.hits for _, d in rows], ("layer", "r", "phi"), ("i1", "f4", "f4"))
-    out["tower"] = jagged([d.towers for _, d in rows], ("eta", "phi", "et"), ("f4", "f4", "f4"))
+    out["particle"] = jagged([d.particles for _, d in rows], COLLECTIONS["particle"])
+    out["hit"] = jagged([d.hits for _, d in rows], COLLECTIONS["hit"])
+    out["tower"] = jagged([d.towers for _, d in rows], COLLECTIONS["tower"])
     return out
 
 
@@ -101,30 +156,60 @@ def histograms() -> dict[str, hist.Hist[Any]]:
     }
 
 
+def file_format(path: Path, f: Any) -> str:
+    """The format of `events` in the open file `f`; RootFileError when it is missing or neither an RNTuple nor a
+    TTree."""
+    if TREE not in f:
+        raise RootFileError(f"{path}: no '{TREE}' (keys: {', '.join(f.keys()) or 'none'})")
+    classname = f.classname_of(TREE)
+    fmt = CLASSES.get(classname)
+    if fmt is None:
+        raise RootFileError(f"{path}: '{TREE}' is a {classname}, neither an RNTuple nor a TTree")
+    return fmt
+
+
+def check_columns(path: Path, fmt: str, chunk: Any) -> None:
+    """RootFileError unless a chunk read from `path` holds every column of the events (branches(fmt)). It looks
+    at the chunk's fields, not at the file's metadata: listing an RNTuple's keys costs a few ms at every pass."""
+    names = set(chunk.fields)
+    if fmt == "rntuple":
+        names |= {f"{c}.{name}" for c in COLLECTIONS if c in names for name in ak.fields(chunk[c])}
+    missing = sorted(set(branches(fmt)) - names)
+    if missing:
+        raise RootFileError(f"{path}: '{TREE}' ({fmt}) lacks {', '.join(missing)}: not written by simulate --output")
+
+
 @dataclass
 class Analysis:
-    """Reads events file by file in chunks, selects them, fills histograms."""
+    """Reads events file by file in chunks, selects them, fills histograms; every input must be of one format."""
 
     hists: dict[str, hist.Hist[Any]] = field(default_factory=histograms)
     events: int = 0
     selected: int = 0
     entries: int = 0  # events in the file being read
+    format: str | None = None  # of the files read (contract.FORMATS); None before the first
 
-    def chunks(self, path: Path, step: int = 2000) -> Any:
+    def chunks(self, path: Path, step: int = STEP_EVENTS) -> Iterator[Any]:
         """Iterate over `path`'s events in chunks; a bad file raises RootFileError naming it."""
         try:
             with uproot.open(path) as f:
-                if TREE not in f:
-                    raise RootFileError(f"{path}: no '{TREE}' tree (keys: {', '.join(f.keys()) or 'none'})")
+                fmt = file_format(path, f)
+                if self.format not in (None, fmt):
+                    raise RootFileError(f"{path}: {fmt}, the inputs before it {self.format}: give inputs of one format")
+                self.format = fmt
                 tree = f[TREE]
                 self.entries = tree.num_entries
-                yield from tree.iterate(step_size=step, library="ak")
+                for i, chunk in enumerate(tree.iterate(step_size=step, library="ak")):
+                    if i == 0:
+                        check_columns(path, fmt, chunk)
+                    yield chunk
         except RootFileError:
             raise
         except Exception as exc:  # uproot raises many kinds on corrupt or truncated files
             raise RootFileError(f"{path}: not a readable events file ({type(exc).__name__}: {exc})") from exc
 
     def fill(self, chunk: Any) -> None:
+        """Select a chunk's events and fill the histograms (chunk: what chunks() yielded, in self.format)."""
         self.events += len(chunk)
         cut = (chunk.leading_jet_pt > JET_PT_CUT) & (chunk.met > MET_CUT)
         sel = chunk[cut]
@@ -133,9 +218,13 @@ class Analysis:
         h["leading_jet_pt"].fill(np.asarray(sel.leading_jet_pt))
         h["met"].fill(np.asarray(sel.met))
         h["n_tracks"].fill(np.asarray(sel.n_tracks))
-        h["particle_pt"].fill(np.asarray(ak.flatten(sel.particle.pt)))
-        h["hit_r"].fill(np.asarray(ak.flatten(sel.hit.r)))
-        h["tower_et_sum"].fill(np.asarray(ak.sum(sel.tower.et, axis=1)))
+        h["particle_pt"].fill(np.asarray(ak.flatten(self._column(sel, "particle", "pt"))))
+        h["hit_r"].fill(np.asarray(ak.flatten(self._column(sel, "hit", "r"))))
+        h["tower_et_sum"].fill(np.asarray(ak.sum(self._column(sel, "tower", "et"), axis=1)))
+
+    def _column(self, chunk: Any, collection: str, name: str) -> Any:
+        """A collection's field, per event: a record field of an RNTuple's chunk, a counted branch of a TTree's."""
+        return chunk[ttree_branch(collection, name)] if self.format == "ttree" else chunk[collection, name]
 
     def write(self, path: Path) -> None:
         with uproot.recreate(path) as f:

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from exporters.job import parse_progress
+from magellan import contract
+from magellan.contract import parse_progress
 from workloads import cli, db12
-from workloads.progress import ProgressWriter, valid_job_id
+from workloads.progress import ProgressWriter
 from workloads.simulate import Simulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,6 +105,31 @@ def test_progress_writer_contract(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["job-1.json"]  # no temporary file left behind
 
 
+def test_what_the_writer_writes_the_contract_reads_back_field_for_field(tmp_path: Path) -> None:
+    """Every write: the file is Progress.to_json() of the writer's record, and parse_progress gives that record."""
+    w = ProgressWriter(str(tmp_path), "rt-1", "analyze", 0, format="ttree")
+    path = tmp_path / "rt-1.json"
+    for events, state, message in ((0, "running", None), (1234, "running", None), (5000, "failed", "disk gone")):
+        w.update(events, state, message)
+        text = path.read_text()
+        assert text == w.record.to_json()
+        back = parse_progress(text)
+        assert back == w.record
+        assert (back.events_processed, back.state, back.message, back.format) == (events, state, message, "ttree")
+    assert back.schema == contract.SCHEMA and back.finished_at is not None and back.score_db12 is not None
+
+
+def test_the_format_is_recorded_once_known(tmp_path: Path) -> None:
+    w = ProgressWriter(str(tmp_path), "rt-2", "analyze", 0)
+    w.update(0)
+    assert parse_progress((tmp_path / "rt-2.json").read_text()).format is None
+    w.update(10, format="rntuple")
+    w.update(20, "finished")
+    assert parse_progress((tmp_path / "rt-2.json").read_text()).format == "rntuple"
+    with pytest.raises(ValueError, match="format 'parquet' not one of rntuple, ttree"):
+        w.update(30, format="parquet")
+
+
 def test_progress_writer_failed_message(tmp_path: Path) -> None:
     w = ProgressWriter(str(tmp_path), "job-2", "simulate", 0)
     w.update(5, "failed", "boom")
@@ -138,14 +164,14 @@ def test_progress_file_is_never_seen_half_written(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("job_id", ["", "a/b", "x" * 129, "white space", "tab\t", "new\n", "é"])
 def test_invalid_job_ids(tmp_path: Path, job_id: str) -> None:
-    assert not valid_job_id(job_id)
+    assert not contract.valid_job_id(job_id)
     with pytest.raises(ValueError, match="invalid job id"):
         ProgressWriter(str(tmp_path), job_id, "simulate", 0)
 
 
 @pytest.mark.parametrize("job_id", ["a", "x" * 128, "sim_1.run-2", "A.B"])
 def test_valid_job_ids(job_id: str) -> None:
-    assert valid_job_id(job_id)
+    assert contract.valid_job_id(job_id)
 
 
 # --- the command ---------------------------------------------------------------------------------------------------
@@ -215,6 +241,8 @@ def test_cli_whichever_limit_comes_first(tmp_path: Path) -> None:
         (["--job-id", "x", "--events", "ten"], "invalid int value"),
         (["--job-id", "x", "--events", "1", "--jobs-dir", "/nonexistent/dir"], "not a writable directory"),
         (["--events", "1"], "--job-id"),
+        (["--job-id", "x", "--events", "1", "--format", "ttree"], "--format chooses what --output writes"),
+        (["--job-id", "x", "--events", "1", "--format", "csv", "--output", "o.root"], "invalid choice: 'csv'"),
     ],
 )
 def test_cli_bad_input(tmp_path: Path, args: list[str], message: str) -> None:
@@ -284,12 +312,14 @@ def test_db12_measures_a_positive_score_and_scores_jobs_per_core(tmp_path: Path)
     assert db12.measure(0.002) > 0
     with pytest.raises(ValueError):
         db12.measure(0)
-    unit = db12.EVENTS_PER_DB12_SECOND["simulate"]
+    unit = contract.CATALOGUE["simulate"].events_per_db12_second
     assert db12.score("simulate", 10 * unit, 2.0) == pytest.approx(5.0)
+    assert db12.score("storm", 10.0, 1.0) == db12.score("analyze", 10.0, 1.0)  # a storm's readers are analyze jobs
     assert db12.score("simulate", 100, 0.0) is None and db12.score("unknown", 100, 1.0) is None
     w = ProgressWriter(str(tmp_path), "s1", "simulate", 0)
     w.update(0)
-    assert "score_db12" in json.loads((tmp_path / "s1.json").read_text())
+    record = parse_progress((tmp_path / "s1.json").read_text())
+    assert record.score_db12 == db12.score("simulate", 0, record.cpu_seconds)
 
 
 def test_db12_command_prints_its_score(capsys: pytest.CaptureFixture[str]) -> None:
@@ -312,3 +342,18 @@ def test_db12_command_prints_its_score(capsys: pytest.CaptureFixture[str]) -> No
 def test_storm_readers_share_the_inputs_out(files: int, readers: int, expected: list[list[str]]) -> None:
     inputs = [f"f{i}" for i in range(files)]
     assert [cli.reader_inputs(inputs, readers, i) for i in range(readers)] == expected
+
+
+def test_the_command_runs_every_workload_of_the_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
+    assert set(cli.ARGUMENTS) == set(contract.CATALOGUE)
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    for w in contract.CATALOGUE.values():
+        assert w.name in out and w.summary.split()[0] in out
+
+
+def test_defaults_come_from_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MAGELLAN_JOBS_DIR", raising=False)
+    args = cli._parser().parse_args(["simulate", "--job-id", "x", "--events", "1"])
+    assert (args.jobs_dir, args.seed, args.format) == (contract.JOBS_DIR, contract.DEFAULT_SEED, None)
