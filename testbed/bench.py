@@ -1,5 +1,6 @@
 """Benchmarks (`make bench`): cold and warm `make testbed`, the job exporter's scrape cost, the cluster's job start
-latency and CHOS/native ratio, analyze against fio on the same storage, the exporters' cost to a job, and virtual
+latency and CHOS/native ratio, analyze against fio on the same storage and against a bare uproot loop on the same
+file (events per CPU second, RNTuple and TTree), the exporters' cost to a job, and virtual
 nodes: a guest's time from define to SSH and the bare-metal/virtual events/s ratio, with the accelerator.
 
 Prints figures measured in this one run, side by side, with their ratio; asserts nothing about speed.
@@ -20,6 +21,7 @@ from typing import Any, cast
 from rich.console import Console
 from rich.table import Table
 
+from magellan import contract
 from testbed.inventory import ansible_command, ansible_env, play_result
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,10 +46,13 @@ def site_changed(output: str) -> int:
     return sum(int(n) for n in re.findall(r"changed=(\d+)", block))
 
 
-def on_node(inventory: str, host: str, script: str, *args: str) -> dict[str, Any]:
-    """Run one of testbed/nodebench's scripts on an inventory host through Ansible; return its JSON line."""
+def on_node(inventory: str, host: str, script: str, *args: str, python: str | None = None) -> dict[str, Any]:
+    """Run one of testbed/nodebench's scripts on an inventory host through Ansible; return its JSON line. `python`:
+    the interpreter to run it with (the project's venv on the node, for a script that imports uproot), instead of
+    the script's own #! line."""
     cmd = [ansible_command("ansible"), "-i", inventory, host, "-m", "ansible.builtin.script"]
-    cmd += ["-a", " ".join([str(REPO / "testbed" / "nodebench" / script), *args])]
+    executable = [f"executable={python}"] if python else []
+    cmd += ["-a", " ".join([*executable, str(REPO / "testbed" / "nodebench" / script), *args])]
     proc = subprocess.run(
         cmd, cwd=REPO, capture_output=True, text=True, env=ansible_env(json_result=True, one_task=True), check=False
     )
@@ -81,8 +86,11 @@ def cluster_rows(inventory: str, head: str, node: str, env: str) -> tuple[list[t
 
 
 def workload_rows(inventory: str, node: str) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
-    """analyze's MB/s against fio's sequential-read limit, and simulate's events/s with exporters on vs off."""
+    """analyze's MB/s against fio's sequential-read limit, its events per CPU second against a bare uproot loop's
+    on the same file (each format), and simulate's events/s with exporters on vs off."""
     io = on_node(inventory, node, "analyze_vs_fio.py", "/var/lib/magellan/data", "10", "2")
+    python = f"{contract.venv()}/bin/python"
+    bare = on_node(inventory, node, "analyze_vs_uproot.py", contract.DATA_DIR, "60", "3", python=python)
     ex = on_node(inventory, node, "exporter_overhead.py", "3000", "3")
     m = io["medians"]
     rows = [
@@ -93,6 +101,16 @@ def workload_rows(inventory: str, node: str) -> tuple[list[tuple[str, str, str]]
         ),
         ("analyze / fio sequential read MB/s", f"{m['analyze_mb_s']:.2f} / {m['fio_mb_s']:.2f}", "same storage"),
         ("analyze / fio ratio", f"{io['ratio']:.3f}", "1.00: analyze reads as fast as the storage allows"),
+        *(
+            (
+                f"analyze / bare uproot loop events per CPU-s ({fmt})",
+                f"{bare['ratio'][fmt]:.3f}",
+                f"{bare['medians'][fmt]['analyze']:,.0f} / {bare['medians'][fmt]['bare']:,.0f}, medians of "
+                f"{len(bare['runs'][fmt]['bare'])} interleaved runs of {bare['passes']} warm passes; 1.00: the job "
+                "costs no more than its uproot loop",
+            )
+            for fmt in contract.FORMATS
+        ),
         (
             "simulate events/s exporters running / stopped",
             f"{ex['medians']['running']:.0f} / {ex['medians']['stopped']:.0f}",
@@ -100,7 +118,7 @@ def workload_rows(inventory: str, node: str) -> tuple[list[tuple[str, str, str]]
         ),
         ("exporters running / stopped ratio", f"{ex['ratio']:.3f}", "1.00: monitoring costs the job nothing"),
     ]
-    return rows, {"analyze_vs_fio": io, "exporter_overhead": ex}
+    return rows, {"analyze_vs_fio": io, "analyze_vs_uproot": bare, "exporter_overhead": ex}
 
 
 BOOT = re.compile(r"([\w.-]+): ([0-9.]+) s from define to SSH \(accel (\w+)\)")
