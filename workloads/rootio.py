@@ -1,7 +1,7 @@
 """ROOT files for the ATLAS-like workloads: `simulate --output` writes events, `analyze` reads them.
 
-The events are `events`, one entry per event, in one of two layouts (magellan.contract.FORMATS), both written by
-uproot 5.7 and both readable by ROOT:
+The events are `events`, one entry per event, in one of ROOT's two layouts for event data
+(magellan.contract.FORMATS), both written by uproot 5.7:
 - `rntuple` (the default, contract.DEFAULT_FORMAT): a ROOT::RNTuple written with `mkrntuple`, fields `number`,
   `n_tracks`, `n_jets` (int32), `leading_jet_pt`, `met`, `track_pt_sum` (float32) and three collections, each a
   field holding a variable-length list of records: `particle` {pt, eta, phi: float32, species, charge: int8},

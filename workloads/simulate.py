@@ -18,6 +18,8 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from magellan import contract
+
 ETA_MAX = 2.5
 N_ETA = 50  # cells of 0.1 in eta
 N_PHI = 64  # cells of ~0.1 in phi
@@ -74,7 +76,11 @@ class Simulator:
     """Generates and 'reconstructs' events; `checksum` is a running CRC-32 of every event's summary."""
 
     def __init__(
-        self, seed: int = 12345, mean_particles: float = 50.0, noise_cells: int = 40, record: bool = False
+        self,
+        seed: int = contract.DEFAULT_SEED,
+        mean_particles: float = 50.0,
+        noise_cells: int = 40,
+        record: bool = False,
     ) -> None:
         self.rng = random.Random(seed)
         self.mean_particles = mean_particles
