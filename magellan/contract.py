@@ -19,8 +19,12 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any, Literal
+
+# The module keeps to Python 3.9's grammar and library, as the workloads do (they may run in an older CHOS
+# environment's Python): tests/unit/test_workloads.py parses both with it.
+UTC = timezone.utc  # noqa: UP017 - datetime.UTC is Python 3.11
 
 # ---------------------------------------------------------------------------------------------------------------
 # Directories and ports (on every node; a site changes them in its inventory, through the magellan_* variables)
@@ -357,7 +361,7 @@ _FLOATS = ("started_at", "updated_at", "cpu_seconds")
 def _number(data: Mapping[str, Any], key: str) -> float:
     v = data.get(key)
     try:
-        ok = not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v) and 0 <= v <= COUNT_MAX
+        ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v <= COUNT_MAX
     except OverflowError:  # an integer too large for a float
         ok = False
     if not ok:

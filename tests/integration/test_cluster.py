@@ -108,7 +108,7 @@ def test_root_workloads_run_through_slurm_inside_chos(site: Inventory) -> None:
     )
     assert res.returncode == 0, res.stdout + res.stderr
     sim, ana, *readers, storm = (json.loads(line) for line in res.stdout.splitlines() if line.startswith("{"))
-    assert sorted(r["job_id"] for r in readers) == ["it-root-storm-0", "it-root-storm-1"]
+    assert sorted(r["job_id"] for r in readers) == ["it-root-storm_0", "it-root-storm_1"]
     assert sim["events"] == 300 and sim["output"] == "/tmp/it-root.root"
     assert ana["events"] == 300 and ana["input_bytes"] > 0
     assert storm["readers"] == 2 and storm["failed"] == 0 and storm["events"] == 600
