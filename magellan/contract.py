@@ -212,6 +212,13 @@ def db12_score(name: str, events: float, cpu_seconds: float) -> float | None:
     return events / cpu_seconds / CATALOGUE[w.db12_unit].events_per_db12_second
 
 
+def check_readers(n: int) -> int:
+    """n, or ContractError unless it is a number of a storm's concurrent readers (1 to READERS_MAX)."""
+    if not 1 <= n <= READERS_MAX:
+        raise ContractError(f"readers {n}: a storm runs 1 to {READERS_MAX} concurrent readers")
+    return n
+
+
 def label(name: str, readers: int = 1, fmt: str = DEFAULT_FORMAT) -> str:
     """A comparison's name: the workload, the readers of a storm, a format other than the default for a workload
     that reads files (simulate, analyze-ttree, storm-n16). It names the report's plots and the published metrics'
@@ -246,8 +253,9 @@ class JobSpec:
             )
         if not self.duration and not self.events:
             raise ContractError("duration or events must be positive: the job needs a stopping condition")
-        if not 1 <= self.readers <= READERS_MAX or (self.readers != 1 and not w.readers):
-            raise ContractError(f"readers {self.readers}: 1 to {READERS_MAX}, and more than 1 only for a storm")
+        check_readers(self.readers)
+        if self.readers != 1 and not w.readers:
+            raise ContractError(f"readers {self.readers}: more than 1 only for a storm")
         if self.format not in FORMATS:
             raise ContractError(f"format {self.format!r}: one of {', '.join(FORMATS)}")
         if not 0 < self.input_events <= 10**8:

@@ -42,14 +42,10 @@ def _formats(text: str) -> list[str]:
 
 def _readers(text: str) -> list[int]:
     try:
-        sizes = sorted({int(n) for n in text.split(",")})
-    except ValueError:
-        sizes = []
-    if not sizes or not all(1 <= n <= contract.READERS_MAX for n in sizes):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: give comma-separated numbers of readers from 1 to {contract.READERS_MAX}"
-        )
-    return sizes
+        return sorted({contract.check_readers(int(n)) for n in text.split(",")})
+    except (ValueError, ContractError) as exc:  # ContractError is a ValueError
+        detail = f" ({exc})" if isinstance(exc, ContractError) else ""
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated numbers of readers{detail}") from None
 
 
 def _parser() -> argparse.ArgumentParser:

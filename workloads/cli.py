@@ -118,8 +118,11 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("give --events N or --duration SECONDS (or both): the job needs a stopping condition")
     if args.workload == "simulate" and args.format and not args.output:
         parser.error("--format chooses what --output writes: give --output FILE too")
-    if args.workload == "storm" and not 1 <= args.readers <= contract.READERS_MAX:
-        parser.error(f"--readers {args.readers}: use 1 to {contract.READERS_MAX} concurrent readers")
+    if args.workload == "storm":
+        try:
+            contract.check_readers(args.readers)
+        except contract.ContractError as exc:
+            parser.error(f"--{exc}")
     if not contract.valid_job_id(args.job_id):
         parser.error(f"--job-id {args.job_id!r}: use 1-128 characters of A-Z a-z 0-9 _ . -")
     if args.workload == "storm" and not contract.valid_job_id(contract.reader_job_id(args.job_id, args.readers - 1)):

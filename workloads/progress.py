@@ -22,10 +22,10 @@ def self_io(procfs: str = DEFAULT_PROCFS) -> tuple[int, int]:
     """(read_bytes, write_bytes) of /proc/self/io, (0, 0) where it is not readable."""
     try:
         with open(os.path.join(procfs, "self", "io")) as f:
-            fields = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
-        return int(fields["read_bytes"]), int(fields["write_bytes"])
-    except (OSError, KeyError, ValueError):
+            io = contract.parse_proc_io(f.read())
+    except (OSError, ValueError):
         return 0, 0
+    return io.read_bytes, io.write_bytes
 
 
 class ProgressWriter:

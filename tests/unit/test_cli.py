@@ -35,8 +35,8 @@ def test_bad_campaigns_stop_before_anything_runs(
     [
         (["--workload", "simulate,reconstruct"], "invalid choice: 'simulate,reconstruct'"),
         (["--workload", ","], "invalid choice"),
-        (["--readers", "0,4"], "numbers of readers from 1 to 1000"),
-        (["--readers", "many"], "numbers of readers from 1 to 1000"),
+        (["--readers", "0,4"], "numbers of readers (readers 0: a storm runs 1 to 1000 concurrent readers)"),
+        (["--readers", "many"], "'many': give comma-separated numbers of readers"),
         (
             ["--format", "rntuple,root6"],
             "invalid choice: 'rntuple,root6' (use a comma-separated list of rntuple, ttree)",

@@ -51,7 +51,7 @@ def test_the_run_selector_matches_its_jobs_only() -> None:
         (JobSpec("analyze", events=10), "analyze runs for a duration in seconds"),
         (JobSpec("simulate", duration=0), "duration or events must be positive"),
         (JobSpec("simulate", duration=float("nan")), "finite and not negative"),
-        (JobSpec("storm", readers=1001), "readers 1001: 1 to 1000"),
+        (JobSpec("storm", readers=1001), "readers 1001: a storm runs 1 to 1000 concurrent readers"),
         (JobSpec("analyze", readers=4), "more than 1 only for a storm"),
         (JobSpec("analyze", format="root6"), "format 'root6': one of rntuple, ttree"),
         (JobSpec("simulate", chos="SL6 env"), "chos 'SL6 env'"),

@@ -303,7 +303,7 @@ def test_bad_storm_and_missing_input_are_clear_errors(tmp_path: Path, capsys: py
     for readers in (0, contract.READERS_MAX + 1):
         with pytest.raises(SystemExit):
             cli.main(["storm", "--job-id", "s", "--jobs-dir", str(tmp_path), "--readers", str(readers), "--input", "x"])
-        assert f"--readers {readers}: use 1 to {contract.READERS_MAX}" in capsys.readouterr().err
+        assert f"--readers {readers}: a storm runs 1 to {contract.READERS_MAX}" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # reader 9's job id, 'x...x_9', would be 129 characters
         cli.main(["storm", "--job-id", "x" * 127, "--jobs-dir", str(tmp_path), "--readers", "10", "--input", "x"])
     assert "too long for its readers' job ids" in capsys.readouterr().err
