@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -12,14 +14,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from magellan import contract
 from magellan.contract import ContractError, JobSpec
-from testbed import analysis, compare
+from testbed import analysis, compare, report
 from testbed.campaign import Campaign, Observer
 from testbed.compare import Plan
 from testbed.inventory import Inventory, InventoryError, load_inventory
 from testbed.model import Comparison
 from testbed.prom import PromClient, PromError
 from testbed.render import print_campaign
-from testbed.report import write_report
 from testbed.results import PublishError, publish
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,6 +47,16 @@ def _readers(text: str) -> list[int]:
     except (ValueError, ContractError) as exc:  # ContractError is a ValueError
         detail = f" ({exc})" if isinstance(exc, ContractError) else ""
         raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated numbers of readers{detail}") from None
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the allowed deviation in percent, a number from 0 (e.g. 15)")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -110,10 +121,22 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--prometheus-url", help=f"default: the inventory's prometheus host, port {contract.PORTS['prometheus']}"
     )
-    c.add_argument("--reports-dir", type=Path, default=REPO / "reports")
+    c.add_argument(
+        "--reports-dir",
+        type=Path,
+        default=REPO / "reports",
+        help="where the campaign's report directory goes, made before the first job (default: %(default)s)",
+    )
+    c.add_argument(
+        "--resume",
+        type=Path,
+        metavar="DIR",
+        help="the report directory of an interrupted campaign: measure the comparisons it lacks, with the same "
+        "options, and write the report there",
+    )
     c.add_argument(
         "--tolerance",
-        type=float,
+        type=_tolerance,
         default=15.0,
         help="known-answer check: max %% deviation of a ratio from the one the device profiles predict (default 15)",
     )
@@ -125,6 +148,9 @@ def _parser() -> argparse.ArgumentParser:
         help="write the results as metrics into node_exporter's textfile directory on the Prometheus host, where "
         "the alert rules watch them (default: on)",
     )
+    r = sub.add_parser("report", help="write the report of a campaign's directory again (also of an interrupted one)")
+    r.add_argument("directory", type=Path, help="a campaign's report directory (reports/<time>-campaign)")
+    r.add_argument("--tolerance", type=_tolerance, default=15.0, help="known-answer check, in %% (default 15)")
     return p
 
 
@@ -147,8 +173,12 @@ def _campaign(args: argparse.Namespace, inventory: Inventory) -> Campaign:
 class _Console(Observer):
     """A live progress bar per node and comparison; each comparison published as it ends."""
 
-    def __init__(self, console: Console, inventory: Inventory, args: argparse.Namespace) -> None:
+    def __init__(
+        self, console: Console, inventory: Inventory, args: argparse.Namespace, out: Path, saved: report.Saved
+    ) -> None:
         self.console, self.inventory, self.args = console, inventory, args
+        self.out, self.planned = out, saved.planned
+        self.results = list(saved.comparisons)  # measured so far: saved after each comparison
         self.bar: Progress | None = None
         self.unpublished = 0
 
@@ -186,6 +216,8 @@ class _Console(Observer):
 
     def finished(self, comparison: Comparison) -> None:
         self._stop_bar()
+        self.results.append(comparison)
+        report.save(self.out, self.measured(), self.planned, complete=False)
         if not self.args.publish:
             return
         try:
@@ -194,6 +226,26 @@ class _Console(Observer):
         except PublishError as exc:
             self.unpublished += 1
             self.console.print(f"[red]error:[/] {exc} (--no-publish skips this)")
+
+    def measured(self) -> list[Comparison]:
+        """The comparisons measured so far, in the campaign's order."""
+        order = {label: i for i, label in enumerate(self.planned)}
+        return sorted(self.results, key=lambda c: order.get(c.label, len(order)))
+
+
+def _resumed(args: argparse.Namespace, campaign: Campaign) -> tuple[Path, report.Saved]:
+    """The report directory and what it already holds: a new one, or the one --resume names (its campaign must be
+    this one)."""
+    labels = [p.label for p in campaign.plans]
+    if args.resume is None:
+        return report.start(args.reports_dir, datetime.now(UTC)), report.Saved([], labels, False)
+    saved = report.load(args.resume)
+    if saved.planned != labels:
+        raise report.ReportError(
+            f"--resume {args.resume}: that campaign planned {', '.join(saved.planned)}; these options plan "
+            f"{', '.join(labels)}: give the options it was started with"
+        )
+    return report.writable(args.resume, f"--resume {args.resume}"), saved
 
 
 def _compare(args: argparse.Namespace, console: Console) -> int:
@@ -207,16 +259,31 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     except ContractError as exc:
         console.print(f"[red]error:[/] {exc} (see testbed compare --help)")
         return 2
+    out, saved = _resumed(args, campaign)  # before anything runs: a report that cannot be written stops here
     prom = PromClient(args.prometheus_url or inventory.prometheus_url(), timeout=10.0)
     prom.query("up")  # fail early, with the URL, when Prometheus is not reachable
-    console.print(f"Campaign: {campaign.describe()}; live figures from {prom.base_url}")
-    observer = _Console(console, inventory, args)
+    done = {c.label for c in saved.comparisons}
+    todo = Campaign([p for p in campaign.plans if p.label not in done], campaign.starved_retries)
+    resumed = f" (resumed: {len(done)} of {len(campaign.plans)} measured)" if done else ""
+    console.print(f"Campaign: {campaign.describe()}{resumed}; live figures from {prom.base_url}; report in {out}")
+    observer = _Console(console, inventory, args, out, saved)
     try:
-        results = campaign.run(inventory, prom, REPO / ".testbed" / "logs", observer)
+        todo.run(inventory, prom, REPO / ".testbed" / "logs", observer)
+    except KeyboardInterrupt:
+        observer._stop_bar()
+        measured = observer.measured()
+        if measured:
+            report.write_report(measured, tolerance=args.tolerance, out=out, planned=saved.planned)
+        console.print(
+            f"[yellow]interrupted:[/] {len(measured)} of {len(campaign.plans)} comparisons measured, kept in {out}; "
+            f"`testbed compare --resume {out}` with the same options measures the rest"
+        )
+        return 130
     finally:
         observer._stop_bar()
+    results = observer.measured()
     print_campaign(console, results, tolerance=args.tolerance)
-    out = write_report(results, args.reports_dir, tolerance=args.tolerance)
+    report.write_report(results, tolerance=args.tolerance, out=out, planned=saved.planned)
     console.print(f"Report written to [bold]{out}[/]")
     if observer.unpublished:
         return 1
@@ -230,13 +297,27 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace, console: Console) -> int:
+    saved = report.load(args.directory)
+    if not saved.comparisons:
+        console.print(f"[red]error:[/] {args.directory}: the campaign measured nothing yet")
+        return 1
+    print_campaign(console, saved.comparisons, tolerance=args.tolerance)
+    report.write_report(saved.comparisons, tolerance=args.tolerance, out=args.directory, planned=saved.planned)
+    console.print(f"Report written to [bold]{args.directory}[/]")
+    missing = [label for label in saved.planned if label not in {c.label for c in saved.comparisons}]
+    if missing:
+        console.print(f"[yellow]not measured:[/] {', '.join(missing)} (`testbed compare --resume {args.directory}`)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # A report table is wide: do not squeeze it into 80 columns when the output is a pipe or a CI log.
     console = Console(width=None if sys.stdout.isatty() else 200)
     try:
-        return _compare(args, console)
-    except (InventoryError, PromError, compare.CompareError) as exc:
+        return _report(args, console) if args.command == "report" else _compare(args, console)
+    except (InventoryError, PromError, compare.CompareError, report.ReportError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 1
     except KeyboardInterrupt:

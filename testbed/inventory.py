@@ -104,8 +104,14 @@ def load_inventory(path: Path, ansible_inventory: str | None = None) -> Inventor
     """Run `ansible-inventory --list` on path and flatten group membership (children included)."""
     ansible_inventory = ansible_inventory or ansible_command("ansible-inventory")
     try:
+        # The repository's ansible.cfg wherever this runs from: its any_unparsed_is_failed turns an inventory that
+        # does not parse into an error (with Ansible's defaults, outside the repository, it was an empty inventory).
         proc = subprocess.run(
-            [ansible_inventory, "-i", str(path), "--list"], capture_output=True, text=True, check=False
+            [ansible_inventory, "-i", str(path), "--list"],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=ansible_env(),
         )
     except FileNotFoundError as exc:
         raise InventoryError(f"{ansible_inventory} not found: run 'make bootstrap' first") from exc

@@ -174,7 +174,8 @@ def storm_plot_name(storms: list[Comparison]) -> str:
     return "storm_scaling.png" if fmt in (None, "rntuple") else f"storm_scaling-{fmt}.png"
 
 
-def markdown(comparisons: list[Comparison], tolerance: float) -> str:
+def markdown(comparisons: list[Comparison], tolerance: float, missing: list[str] | None = None) -> str:
+    """The report. missing: comparisons the campaign planned but did not measure (it was interrupted)."""
     first = comparisons[0]
     lines = [
         "# Platform comparison campaign",
@@ -212,6 +213,16 @@ def markdown(comparisons: list[Comparison], tolerance: float) -> str:
         lines += [f"- {line}" for line in failed]
     if starved := starved_lines(comparisons):
         lines += ["", "## Starved nodes", ""] + [f"- {line}" for line in starved]
+    if missing:
+        lines += [
+            "",
+            "## Not measured",
+            "",
+            "The campaign ended before these comparisons; `testbed compare --resume "
+            "<this directory>` (with the campaign's options) measures them.",
+            "",
+        ]
+        lines += [f"- {label}" for label in missing]
     lines += [
         "",
         "## How these numbers were measured",

@@ -6,8 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from testbed import cli
+from testbed import cli, report
+from testbed.campaign import Campaign
+from testbed.compare import Plan
 from testbed.inventory import Inventory
+from testbed.model import Comparison, NodeResult
+from tests.unit.test_report import T0
 
 
 @pytest.mark.parametrize(
@@ -69,3 +73,62 @@ def test_a_campaign_is_workloads_times_storm_sizes_times_formats() -> None:
     ]
     assert [p.repeat for p in campaign.plans] == [1] * 6 + [3] * 3 and all(p.spec.cold for p in campaign.plans)
     assert campaign.plans[0].nodes[0].jobs_dir == "/srv/jobs"  # the site's variable, from the inventory
+
+
+@pytest.mark.parametrize("tolerance", ["nan", "-1", "inf", "ten"])
+def test_a_tolerance_is_a_finite_percentage(tolerance: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["compare", "--tolerance", tolerance])
+    assert f"{tolerance!r}: give the allowed deviation in percent" in capsys.readouterr().err
+
+
+def test_an_unwritable_reports_dir_stops_the_campaign_before_it_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_prometheus(*_: object) -> None:
+        pytest.fail("the campaign went on to Prometheus with a report it could not write")
+
+    monkeypatch.setattr(cli.PromClient, "query", no_prometheus)
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("")
+    assert cli.main(["compare", "--no-publish", "--reports-dir", str(blocked)]) == 1
+    assert f"--reports-dir {blocked}: cannot write the campaign's report" in " ".join(capsys.readouterr().out.split())
+
+
+def test_an_interrupted_campaign_keeps_what_it_measured_and_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C after the first comparison: campaign.json and the report hold it and say what is missing; --resume
+    with the same options measures only the rest, into the same directory; other options are refused."""
+    ran: list[str] = []
+    interrupt = ["analyze"]  # Ctrl-C once, when analyze starts
+
+    def measure(self: Campaign, inventory: Inventory, plan: Plan, *_: object) -> Comparison:
+        if plan.label in interrupt:
+            interrupt.remove(plan.label)
+            raise KeyboardInterrupt
+        ran.append(plan.label)
+        full = NodeResult("compute1", "bare-metal", "j1", 1.0, 100, 10.0, 9.9, 10.0, runs=[10.0])
+        return Comparison(plan.spec.workload, plan.spec.parameters(), "compute1", T0, T0, [full])
+
+    monkeypatch.setattr(cli.PromClient, "query", lambda *_: [])
+    monkeypatch.setattr(Campaign, "measure", measure)
+    argv = ["compare", "--no-publish", "--workload", "simulate,analyze", "--reports-dir", str(tmp_path)]
+    assert cli.main(argv) == 130
+    (out,) = tmp_path.iterdir()
+    assert "interrupted: 1 of 2 comparisons measured" in " ".join(capsys.readouterr().out.split())
+    saved = report.load(out)
+    assert ([c.label for c in saved.comparisons], saved.planned, saved.complete) == (
+        ran,
+        ["simulate", "analyze"],
+        False,
+    )
+    assert "## Not measured" in (out / "report.md").read_text()
+
+    assert cli.main([*argv[:-2], "--readers", "2", "--workload", "storm", "--resume", str(out)]) == 1
+    assert "that campaign planned simulate, analyze" in " ".join(capsys.readouterr().out.split())
+    assert cli.main([*argv[:-2], "--resume", str(out)]) == 0
+    assert ran == ["simulate", "analyze"]  # simulate was not measured again
+    saved = report.load(out)
+    assert [c.label for c in saved.comparisons] == ["simulate", "analyze"] and saved.complete
+    assert cli.main(["report", str(out)]) == 0 and "## Not measured" not in (out / "report.md").read_text()

@@ -59,3 +59,18 @@ def test_ad_hoc_runs_use_ansibles_own_strategy(monkeypatch: pytest.MonkeyPatch) 
     playbook = ansible_env(json_result=True)
     assert "ANSIBLE_STRATEGY" not in playbook  # ansible.cfg's (Mitogen) for playbooks
     assert playbook["ANSIBLE_STDOUT_CALLBACK"] == "ansible.posix.json"
+
+
+def test_an_inventory_that_does_not_parse_is_an_error_from_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from outside the repository (no ansible.cfg found, none named): Ansible's defaults read a broken
+    inventory as an empty one and the command then said the group was missing; the repository's ansible.cfg makes
+    it the parse error it is."""
+    broken = tmp_path / "inv"
+    broken.mkdir()
+    (broken / "hosts.yml").write_text("all:\n  children:\n    workload_nodes:\n      hosts: [unclosed\n")
+    monkeypatch.delenv("ANSIBLE_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InventoryError, match="ansible-inventory failed on"):
+        load_inventory(broken)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from testbed import analysis
+from testbed import analysis, report
 from testbed.model import Comparison, NodeResult, load_campaign
 from testbed.render import print_campaign, storm_table, table
 from testbed.report import write_report
@@ -220,4 +220,29 @@ def test_the_report_names_each_comparisons_event_file_format(tmp_path: Path) -> 
         "storm_scaling-ttree.png",
     }
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
-    assert write_report([comparison()], tmp_path) == out and not (out / "analyze.png").exists()  # replaced whole
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # nothing left under a temporary name
+
+
+def test_a_campaign_is_saved_as_it_goes_and_an_unfinished_one_says_what_is_missing(tmp_path: Path) -> None:
+    """campaign.json after each comparison (report.save); a report of an interrupted campaign lists what it did not
+    measure; a report directory that cannot be written stops the campaign before it starts."""
+    out = report.start(tmp_path / "reports", T0)
+    planned = ["simulate", "analyze", "storm-n4"]
+    report.save(out, [comparison()], planned, complete=False)
+    saved = report.load(out)
+    assert (saved.comparisons, saved.planned, saved.complete) == ([comparison()], planned, False)
+    write_report([comparison(), cold()], out=out, planned=planned)
+    md = (out / "report.md").read_text()
+    assert "## Not measured" in md and "- storm-n4" in md and "- analyze" not in md
+    assert report.load(out).complete is False
+    write_report([comparison()], out=out)
+    assert report.load(out).complete is True and "## Not measured" not in (out / "report.md").read_text()
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    with pytest.raises(report.ReportError, match=r"--reports-dir .*file: cannot write the campaign's report"):
+        report.start(blocked, T0)
+    with pytest.raises(report.ReportError, match=r"no campaign\.json"):
+        report.load(tmp_path)
+    (tmp_path / "campaign.json").write_text('{"comparisons": [{"workload": 1}]}')
+    with pytest.raises(report.ReportError, match="not a campaign file"):
+        report.load(tmp_path)
