@@ -7,8 +7,10 @@ accounting. A corrupt or half-written file is counted and skipped; the other job
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -24,9 +26,48 @@ from magellan import contract
 from magellan.contract import Progress, ProgressError, parse_proc_io, parse_proc_stat, parse_progress
 
 LOG = logging.getLogger("magellan.job_exporter")
-ERROR_REASONS = (*contract.PROGRESS_ERRORS, "jobs_dir")  # exported from the start, at 0
+# not_regular: an entry that is not a regular file of its own (a FIFO, a socket, a device, a directory, a symlink)
+ERROR_REASONS = (*contract.PROGRESS_ERRORS, "not_regular", "jobs_dir")  # exported from the start, at 0
+PROC_MAX_BYTES = 4096  # /proc/<pid>/stat is ~300 bytes and /proc/<pid>/io ~100: anything larger is not one
+# Never blocks (O_NONBLOCK: a FIFO's open returns at once), never follows a symlink at the last component
+# (O_NOFOLLOW: ELOOP), never takes a terminal as the controlling one.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
 JOB_LABELS = ("node", "platform", "job_id", "workload")
 METRICS = contract.JOB_METRICS
+
+
+def read_regular(path: Path, max_bytes: int) -> bytes:
+    """The contents of the regular file `path`, read without blocking and without following a symlink; the jobs
+    directory is world-writable, so anything else there is someone else's. ProgressError("not_regular") for a
+    symlink, FIFO, socket, device or directory, ProgressError("read") for a file of more than `max_bytes` (at most
+    max_bytes + 1 are read), OSError when it cannot be opened or read."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ProgressError("not_regular", "a symbolic link (progress files are written in place)") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ProgressError("not_regular", f"not a regular file (mode {stat.filemode(mode)})")
+        chunks, size = [], 0
+        while size <= max_bytes:
+            chunk = os.read(fd, max_bytes + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > max_bytes:
+        raise ProgressError("read", f"larger than {max_bytes} bytes")
+    return b"".join(chunks)
+
+
+def read_proc(path: Path) -> str:
+    """A /proc/<pid> file, bounded as the progress files are (ProgressError, a ValueError, or OSError)."""
+    return read_regular(path, PROC_MAX_BYTES).decode("ascii", errors="replace")
 
 
 @dataclass(frozen=True)
@@ -84,22 +125,22 @@ class JobCollector:
             {"node": node, "platform": platform},
             ERROR_REASONS,
             "the jobs directory",
-            "Unusable progress files (json, schema, field, read) and failures to list the jobs directory (jobs_dir) "
-            "since the exporter started, by reason.",
+            "Unusable progress files (json, schema, field, read, not_regular) and failures to list the jobs directory "
+            "(jobs_dir) since the exporter started, by reason.",
         )
         self._logged: dict[Path, int] = {}  # file -> mtime_ns last warned about
 
     def _live(self, p: Progress) -> tuple[float, int, int] | None:
         """CPU seconds and I/O bytes from /proc, if the job's own process (pid and start time) is alive."""
         try:
-            stat = parse_proc_stat(self.paths.proc(p.pid, "stat").read_text())
+            st = parse_proc_stat(read_proc(self.paths.proc(p.pid, "stat")))
         except (OSError, ValueError):
             return None
-        if stat.starttime != p.pid_starttime:
+        if st.starttime != p.pid_starttime:
             return None  # the pid now belongs to another process
-        cpu = (stat.utime_ticks + stat.stime_ticks) / self.ticks
+        cpu = (st.utime_ticks + st.stime_ticks) / self.ticks
         try:
-            io = parse_proc_io(self.paths.proc(p.pid, "io").read_text())
+            io = parse_proc_io(read_proc(self.paths.proc(p.pid, "io")))
         except (OSError, ValueError):  # io needs ptrace access: the file's figures then
             return cpu, p.bytes_read, p.bytes_written
         return cpu, io.read_bytes, io.write_bytes
@@ -116,7 +157,7 @@ class JobCollector:
         """Count the error; warn once per file version (path and mtime)."""
         self.health.failed(reason)
         try:
-            mtime = path.stat().st_mtime_ns
+            mtime = path.lstat().st_mtime_ns
         except OSError:
             mtime = -1
         if self._logged.get(path) != mtime:
@@ -124,11 +165,7 @@ class JobCollector:
             LOG.warning("skipping %s: %s", path, detail or reason)
 
     def _read(self, path: Path) -> Progress:
-        with path.open("rb") as f:
-            data = f.read(contract.PROGRESS_MAX_BYTES + 1)
-        if len(data) > contract.PROGRESS_MAX_BYTES:
-            raise ProgressError("read", f"larger than {contract.PROGRESS_MAX_BYTES} bytes")
-        p = parse_progress(data)
+        p = parse_progress(read_regular(path, contract.PROGRESS_MAX_BYTES))
         if p.path_name != path.name:
             raise ProgressError("field", f"job_id {p.job_id!r} differs from the file name")
         return p
@@ -150,7 +187,7 @@ class JobCollector:
             except ProgressError as exc:
                 invalid += 1
                 self._error(f, exc.reason, str(exc))
-            except OSError as exc:  # vanished between listing and reading, unreadable, a directory
+            except OSError as exc:  # vanished between listing and reading, unreadable
                 invalid += 1
                 self._error(f, "read", str(exc))
         # Forget files that are gone (and the directory's own error), so the warn-once memory stays bounded.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -244,13 +246,12 @@ def test_bad_files_are_counted_and_the_rest_still_reported() -> None:
     assert sample(text, "magellan_job_progress_invalid_files") == 5
 
 
-def test_unreadable_entries_count_as_read_errors(tmp_path: Path) -> None:
+def test_an_oversized_file_counts_as_a_read_error(tmp_path: Path) -> None:
     jobs = fixture_copy(tmp_path, "sim-finished.json")
-    (jobs / "dir.json").mkdir()
     (jobs / "huge.json").write_text(" " * 70_000 + "{}")
     text = exposition(collector(jobs))
     assert sample(text, "magellan_job_progress_files") == 1
-    assert sample(text, "magellan_job_scrape_errors_total", reason="read") == 2
+    assert sample(text, "magellan_job_scrape_errors_total", reason="read") == 1
 
 
 def test_bad_file_is_logged_once_per_version(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -444,3 +445,118 @@ def test_role_preflight_checks_the_progress_files_max_age(tmp_path: Path, age: s
         out = " ".join(proc.stdout.split())
         assert proc.returncode == 2 and f"Host n1: job_exporter_jobs_max_age={age} is not a time span" in out, out
         assert "such as 7d, 12h or 2w" in out
+
+
+# --- hostile entries in the world-writable jobs directory (issue 15) ----------------------------------------------
+
+HUGE = "1" + "0" * 399  # a 400-digit integer: beyond int64, and beyond a float for float()
+
+
+def _scrape_within(c: JobCollector, fifos: list[Path], seconds: float = 5.0) -> str:
+    """The exposition of one scrape run in a thread, or a test failure after `seconds` (a hang must not hang pytest).
+    A scrape stuck opening a FIFO is released afterwards by opening the FIFO's other end."""
+    result: list[str] = []
+    thread = threading.Thread(target=lambda: result.append(exposition(c)), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    hung = thread.is_alive()
+    for fifo in fifos:  # an open() blocked on the FIFO returns once a writer comes and goes
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    thread.join(5)
+    assert not hung, f"the scrape did not finish within {seconds} s"
+    return result[0]
+
+
+def test_a_fifo_named_json_is_refused_without_blocking_the_scrape(tmp_path: Path) -> None:
+    jobs = fixture_copy(tmp_path, "sim-finished.json")
+    os.mkfifo(jobs / "trap.json")
+    c = collector(jobs)
+    for scrape in (1, 2):  # every scrape: none leaves a thread behind
+        text = _scrape_within(c, [jobs / "trap.json"])
+        assert sample(text, "magellan_job_scrape_errors_total", reason="not_regular") == scrape
+        assert sample(text, "magellan_job_events_processed_total", job_id="sim-finished") == 2000
+        assert sample(text, "magellan_job_progress_invalid_files") == 1
+
+
+def test_symlinks_and_directories_are_refused_as_not_regular(tmp_path: Path) -> None:
+    jobs = fixture_copy(tmp_path, "sim-finished.json")
+    secret = tmp_path / "elsewhere.json"  # a valid progress file outside the jobs directory
+    shutil.copy(FIX / "jobs" / "sim-running.json", secret)
+    (jobs / "sim-running.json").symlink_to(secret)  # same name as its job id: only the link makes it suspicious
+    (jobs / "dir.json").mkdir()
+    text = exposition(collector(jobs))
+    assert "sim-running" not in text
+    assert sample(text, "magellan_job_scrape_errors_total", reason="not_regular") == 2
+    assert sample(text, "magellan_job_scrape_errors_total", reason="read") == 0
+    assert sample(text, "magellan_job_progress_files") == 1
+
+
+def test_not_regular_is_exported_from_0(tmp_path: Path) -> None:
+    text = exposition(collector(fixture_copy(tmp_path, "sim-finished.json")))
+    assert sample(text, "magellan_job_scrape_errors_total", reason="not_regular") == 0
+
+
+@pytest.mark.parametrize("key", ["cpu_seconds", "started_at", "score_db12", "events_processed", "pid"])
+def test_a_400_digit_number_is_a_field_error_and_the_rest_is_exported(tmp_path: Path, key: str) -> None:
+    jobs = fixture_copy(tmp_path, "sim-finished.json")
+    text = (FIX / "jobs" / "sim-running.json").read_text()
+    record = json.loads(text)
+    record[key] = 0  # a placeholder, replaced by the raw digits (json.dumps would write them too)
+    (jobs / "sim-running.json").write_text(json.dumps(record).replace(f'"{key}": 0', f'"{key}": {HUGE}'))
+    text = exposition(collector(jobs))
+    assert sample(text, "magellan_job_scrape_errors_total", reason="field") == 1
+    assert sample(text, "magellan_job_events_processed_total", job_id="sim-finished") == 2000
+    assert "sim-running" not in text
+
+
+def test_huge_proc_figures_are_not_live_figures(tmp_path: Path) -> None:
+    """/proc/<pid>/stat under --path.procfs with a 400-digit utime: the file's figures, not a crash."""
+    proc = tmp_path / "proc"
+    shutil.copytree(FIX / "proc", proc)
+    stat = proc / str(PID) / "stat"
+    fields = stat.read_text().split(" ")
+    fields[13] = HUGE
+    stat.write_text(" ".join(fields))
+    c = JobCollector(Paths(procfs=proc, jobs=FIX / "jobs"), "node1", "bare-metal", clock=lambda: NOW,
+                     clock_ticks=100, timer=lambda: 0)  # fmt: skip
+    text = exposition(c)
+    assert sample(text, "magellan_job_cpu_seconds_total", job_id="sim-running") == RUNNING["cpu_seconds"]
+
+
+def test_proc_fifo_is_not_read(tmp_path: Path) -> None:
+    """A FIFO where /proc/<pid>/io should be (a hostile --path.procfs tree): the file's I/O figures, no hang."""
+    proc = tmp_path / "proc"
+    shutil.copytree(FIX / "proc", proc)
+    (proc / str(PID) / "io").unlink()
+    os.mkfifo(proc / str(PID) / "io")
+    c = JobCollector(Paths(procfs=proc, jobs=FIX / "jobs"), "node1", "bare-metal", clock=lambda: NOW,
+                     clock_ticks=100, timer=lambda: 0)  # fmt: skip
+    text = _scrape_within(c, [proc / str(PID) / "io"])
+    assert sample(text, "magellan_job_cpu_seconds_total", job_id="sim-running") == pytest.approx(5.25)  # stat: live
+    assert sample(text, "magellan_job_read_bytes_total", job_id="sim-running") == RUNNING["bytes_read"]
+
+
+def test_hostile_jobs_dir_is_served_over_http(tmp_path: Path) -> None:
+    """The real process on a jobs directory with a FIFO, a symlink, a 400-digit float and a good job: HTTP 200
+    within a deadline, at every scrape, each refusal counted under its reason."""
+    jobs = fixture_copy(tmp_path, "sim-finished.json")
+    os.mkfifo(jobs / "trap.json")
+    (jobs / "passwd.json").symlink_to("/etc/passwd")
+    record = json.loads((FIX / "jobs" / "sim-failed.json").read_text())
+    huge = json.dumps({**record, "cpu_seconds": 0}).replace('"cpu_seconds": 0', f'"cpu_seconds": {HUGE}')
+    (jobs / f"{record['job_id']}.json").write_text(huge)
+    port = free_port()
+    flags = (f"--web.listen-address=127.0.0.1:{port}", f"--path.jobs={jobs}", f"--path.procfs={FIX / 'proc'}")
+    proc = subprocess.Popen(_exporter(*flags, "--node.name=n9"), stderr=subprocess.PIPE, text=True)
+    try:
+        for scrape in (1, 2):
+            body = _get(f"http://127.0.0.1:{port}/metrics", proc)
+            assert sample(body, "magellan_job_scrape_errors_total", reason="not_regular") == 2 * scrape
+            assert sample(body, "magellan_job_scrape_errors_total", reason="field") == scrape
+            assert sample(body, "magellan_job_events_processed_total", job_id="sim-finished") == 2000
+    finally:
+        with contextlib.suppress(OSError):  # release a reader stuck on the FIFO, if the fix ever regresses
+            os.close(os.open(jobs / "trap.json", os.O_WRONLY | os.O_NONBLOCK))
+        proc.terminate()
+        proc.wait(timeout=10)
