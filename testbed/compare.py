@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from magellan import contract
 from magellan.contract import JobRef, JobSpec
@@ -26,6 +26,7 @@ from testbed.prom import PromClient, PromError
 
 REPO = Path(__file__).resolve().parent.parent
 M = contract.JOB_METRICS
+T = TypeVar("T")
 
 
 class CompareError(RuntimeError):
@@ -178,7 +179,8 @@ def wait_final(
     done: set[str] = set()
 
     def all_final() -> bool:
-        done.update(_values(prom, expr))
+        with contextlib.suppress(PromError):  # restarting, or briefly away: the jobs' figures wait in their files
+            done.update(_values(prom, expr))
         return wanted <= done
 
     prom.wait_until(all_final, timeout)
@@ -244,6 +246,25 @@ def measure(
     return results
 
 
+PROMETHEUS_PATIENCE = 120.0  # seconds a restarting Prometheus may take (it replays its write-ahead log first)
+
+
+def through_restarts(prom: PromClient, read: Callable[[], T], patience: float = PROMETHEUS_PATIENCE) -> T:
+    """read(), tried again while Prometheus does not answer (restarting: its TSDB and the series of the run are on
+    its disk); CompareError when it has not answered for `patience` seconds."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return read()
+        except PromError as exc:
+            if time.monotonic() > deadline:
+                raise CompareError(
+                    f"Prometheus at {prom.base_url} has not answered for {patience:.0f} s ({exc}); the jobs' figures "
+                    "are still in their progress files on the nodes: start Prometheus and run the comparison again"
+                ) from None
+            time.sleep(2)
+
+
 def pick_reference(plan: Plan, results: list[NodeResult]) -> str:
     if plan.reference:
         if plan.reference not in {r.node for r in results}:
@@ -286,9 +307,10 @@ def run(
                     f"Prometheus has no final state for {', '.join(jobs[:3])}: check that the job exporter on "
                     f"{node.name} is up ({contract.exporter_up('job')}) and that the job ran"
                 )
-    results = measure(prom, plan, run_id, failures)
+    results = through_restarts(prom, lambda: measure(prom, plan, run_id, failures))
     if on_progress:
-        on_progress(progress(prom, run_id))
+        with contextlib.suppress(PromError):
+            on_progress(progress(prom, run_id))
     return Comparison(
         workload=plan.spec.workload,
         parameters={

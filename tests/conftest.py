@@ -6,7 +6,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,46 +20,65 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def live_prometheus(tmp_path: Path) -> Iterator[Callable[[list[str]], PromClient]]:
-    """Factory: start /usr/bin/prometheus scraping the given host:port targets every second."""
-    binary = shutil.which("prometheus")
-    assert binary, "prometheus not found: install the Debian package prometheus (make bootstrap does)"
-    procs: list[subprocess.Popen[bytes]] = []
+class LivePrometheus:
+    """Starts /usr/bin/prometheus scraping the given host:port targets every second (call it with the targets), and
+    restarts it on the same port and TSDB, as a site's Prometheus restarts (restart)."""
 
-    def start(targets: list[str]) -> PromClient:
-        port = free_port()
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
+    def __init__(self, tmp_path: Path) -> None:
+        binary = shutil.which("prometheus")
+        assert binary, "prometheus not found: install the Debian package prometheus (make bootstrap does)"
+        self.binary, self.dir = binary, tmp_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def __call__(self, targets: list[str]) -> PromClient:
+        self.port = free_port()
+        (self.dir / "prometheus.yml").write_text(
             "global: {scrape_interval: 1s}\nscrape_configs:\n"
-            f"  - job_name: self\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+            f"  - job_name: self\n    static_configs: [{{targets: ['127.0.0.1:{self.port}']}}]\n"
             f"  - job_name: magellan_job\n    honor_labels: true\n    static_configs: [{{targets: {targets!r}}}]\n"
         )
-        log = (tmp_path / "prometheus.log").open("wb")
-        procs.append(
-            subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                ],
-                stdout=log,
-                stderr=log,
-            )
+        return self._start()
+
+    def _start(self) -> PromClient:
+        log = (self.dir / "prometheus.log").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                f"--config.file={self.dir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.dir / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=log,
+            stderr=log,
         )
-        client = PromClient(f"http://127.0.0.1:{port}", timeout=5)
+        client = PromClient(f"http://127.0.0.1:{self.port}", timeout=5)
         deadline = time.monotonic() + 30
         while True:
             try:
                 client.query("1")
                 return client
             except PromError:
-                assert procs[-1].poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
+                assert self.proc.poll() is None, (self.dir / "prometheus.log").read_text()[-2000:]
                 assert time.monotonic() < deadline, "prometheus did not become ready in 30 s"
                 time.sleep(0.3)
 
-    yield start
-    for p in procs:
-        p.terminate()
-        p.wait(timeout=20)
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+            self.proc = None
+
+    def restart(self, down: float = 0.0) -> None:
+        """Stop Prometheus (its TSDB stays on disk), stay down for `down` seconds, start it again."""
+        self.stop()
+        time.sleep(down)
+        self._start()
+
+
+@pytest.fixture
+def live_prometheus(tmp_path: Path) -> Iterator[LivePrometheus]:
+    """A real Prometheus on loopback (LivePrometheus), stopped after the test."""
+    prom = LivePrometheus(tmp_path)
+    yield prom
+    prom.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from magellan.contract import JobSpec
 from testbed import compare
 from testbed.inventory import Node
 from testbed.prom import PromClient
-from tests.conftest import free_port
+from tests.conftest import LivePrometheus, free_port
 
 RUN = "cmp-20261125T040000-simulate"
 
@@ -90,11 +91,37 @@ def test_measure_reads_final_figures_from_prometheus(
     plan = compare.Plan(nodes, JobSpec(duration=30), repeat=2)
     assert plan.batches() == [("fast", 0), ("slow", 0), ("fast", 1), ("slow", 1)]
     compare.wait_final(prom, plan, RUN, timeout=30)
-    results = {r.node: r for r in compare.measure(prom, plan, RUN)}
+    results = {r.node: r for r in compare.through_restarts(prom, lambda: compare.measure(prom, plan, RUN))}
     assert results["fast"].events == 61000 and results["slow"].events == 30500
     assert results["slow"].events_per_second == pytest.approx(30500 / 60.0)
     assert results["fast"].cpu_seconds == pytest.approx(59.7)
     assert compare.pick_reference(plan, list(results.values())) == "fast"
+
+
+def test_a_prometheus_restarted_in_the_middle_still_gives_the_results(
+    exporters: list[str], live_prometheus: LivePrometheus, tmp_path: Path
+) -> None:
+    """Prometheus restarts while the comparison waits for its jobs and reads their figures (issue 15). The jobs'
+    progress files are gone by then, so the figures can only come from its TSDB on disk."""
+    prom = live_prometheus(exporters)
+    nodes = [Node("fast", "127.0.0.1", "test"), Node("slow", "127.0.0.1", "test")]
+    plan = compare.Plan(nodes, JobSpec(duration=30), repeat=2)
+    assert compare.wait_final(prom, plan, RUN, timeout=30) == set()
+    for f in tmp_path.glob("*/*.json"):
+        f.unlink()
+    restart = threading.Thread(target=live_prometheus.restart, kwargs={"down": 4.0})
+    restart.start()
+    try:
+        time.sleep(1)  # down now, for 4 s: waiting on it is no error, it only sees nothing
+        assert compare.wait_final(prom, plan, RUN, timeout=1) == plan.job_ids(RUN)
+        results = {r.node: r for r in compare.through_restarts(prom, lambda: compare.measure(prom, plan, RUN))}
+    finally:
+        restart.join()
+    assert results["fast"].events == 61000 and results["slow"].events == 30500
+    assert not results["fast"].failed and not results["slow"].failed
+    with pytest.raises(compare.CompareError, match="has not answered for 1 s"):
+        live_prometheus.stop()
+        compare.through_restarts(prom, lambda: compare.measure(prom, plan, RUN), patience=1)
 
 
 def test_wait_final_returns_the_jobs_that_never_ended(live_prometheus: Callable[[list[str]], PromClient]) -> None:
