@@ -47,9 +47,14 @@ FINAL_STATES = frozenset(
 ERROR_REASONS = (*command.REASONS, "parse")  # exported from the start, at 0
 KEY_LABELS = ("cluster", "user", "account", "partition")
 SECONDS = web.seconds(10 * 365 * 86400)  # the value type of the --sacct.* durations
+MAX_BYTES = 128 << 20  # --sacct.max-bytes: ~600k jobs of four lines; a larger site raises it or the lookback drops
+BYTES = web.byte_count(1 << 40)  # the value type of --sacct.max-bytes
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
-SIZE = re.compile(r"^(\d+(?:\.\d+)?)([KMGTP]?)$")
-CPU_TIME = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$")
+# ASCII digits only ([0-9], not \d: '٣' is a digit to \d and to int()), at most 19 before the point: no figure is
+# beyond a float, and each is then bounded by contract.COUNT_MAX (bytes, seconds), so a counter never gets inf.
+SIZE = re.compile(r"([0-9]{1,19}(?:\.[0-9]{1,19})?)([KMGTP]?)")
+JOB_ID = re.compile(r"[0-9]{1,19}")
+CPU_TIME = re.compile(r"(?:([0-9]{1,19})-)?(?:([0-9]{1,19}):)?([0-9]{1,19}):([0-9]{1,19}(?:\.[0-9]{1,19})?)")
 
 
 class ParseError(ValueError):
@@ -78,25 +83,41 @@ class JobRecord:
         return self.state in FINAL_STATES
 
 
+def _bounded(value: float, what: str, text: str) -> float:
+    """value, or ParseError unless it is finite and from 0 to contract.COUNT_MAX."""
+    if not 0 <= value <= contract.COUNT_MAX:  # nan too
+        raise ParseError(f"{what} {text[:40]!r} beyond 2^63-1")
+    return value
+
+
 def parse_size(value: str) -> float:
-    """sacct sizes: '1234K', '1.5G', '0', '' (none) -> bytes (units are powers of 1024)."""
+    """sacct sizes: '1234K', '1.5G', '0', '' (none) -> bytes (units are powers of 1024); ParseError otherwise."""
     if not value:
         return 0.0
-    m = SIZE.match(value)
+    m = SIZE.fullmatch(value)
     if not m:
-        raise ParseError(f"bad size {value!r}")
-    return float(m.group(1)) * UNITS[m.group(2)]
+        raise ParseError(f"bad size {value[:40]!r}")
+    return _bounded(float(m.group(1)) * UNITS[m.group(2)], "size", value)
 
 
 def parse_cpu_time(value: str) -> float:
-    """sacct CPU times: 'MM:SS.mmm', 'HH:MM:SS', 'D-HH:MM:SS' -> seconds."""
+    """sacct CPU times: 'MM:SS.mmm', 'HH:MM:SS', 'D-HH:MM:SS' -> seconds; ParseError otherwise."""
     if not value:
         return 0.0
-    m = CPU_TIME.match(value)
+    m = CPU_TIME.fullmatch(value)
     if not m:
-        raise ParseError(f"bad time {value!r}")
+        raise ParseError(f"bad time {value[:40]!r}")
     days, hours, minutes, seconds = m.groups()
-    return int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
+    whole = int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes) * 60  # below 2^83: a float
+    return _bounded(whole + float(seconds), "time", value)
+
+
+def parse_elapsed(value: str) -> float:
+    """sacct ElapsedRaw: whole seconds in ASCII digits; ParseError otherwise."""
+    try:
+        return float(contract.parse_count(value))
+    except ValueError:
+        raise ParseError(f"bad ElapsedRaw {value[:40]!r}") from None
 
 
 def tres_bytes(value: str, name: str = "fs/disk") -> float:
@@ -136,8 +157,8 @@ def parse_sacct(text: str) -> tuple[list[JobRecord], list[tuple[int, str]]]:
         row = dict(zip(FIELDS, values, strict=True))
         raw = row["JobIDRaw"]
         job_id, dot, _ = raw.partition(".")
-        if not job_id.isdigit():
-            problems.append((number, f"bad JobIDRaw {raw!r}"))
+        if JOB_ID.fullmatch(job_id) is None:
+            problems.append((number, f"bad JobIDRaw {raw[:40]!r}"))
         elif dot:
             if job_id in jobs:
                 jobs[job_id].steps.append(row)
@@ -156,21 +177,20 @@ def parse_sacct(text: str) -> tuple[list[JobRecord], list[tuple[int, str]]]:
 
 def _record(job_id: str, job: _Job) -> JobRecord:
     f = job.fields
-    elapsed = f["ElapsedRaw"]
-    if not elapsed.isdigit():
-        raise ParseError(f"bad ElapsedRaw {elapsed!r}")
     cpu = parse_cpu_time(f["TotalCPU"]) or sum(parse_cpu_time(s["TotalCPU"]) for s in job.steps)
+    read = sum(tres_bytes(s["TRESUsageInTot"]) for s in job.steps)
+    written = sum(tres_bytes(s["TRESUsageOutTot"]) for s in job.steps)
     return JobRecord(
         job_id=job_id,
         user=f["User"],
         account=f["Account"],
         partition=f["Partition"],
         state=(f["State"].split() or ["UNKNOWN"])[0].upper(),
-        elapsed_seconds=float(elapsed),
-        cpu_seconds=cpu,
+        elapsed_seconds=parse_elapsed(f["ElapsedRaw"]),
+        cpu_seconds=_bounded(cpu, "the steps' TotalCPU", f["TotalCPU"]),  # a sum of steps is bounded again
         max_rss_bytes=max((parse_size(s["MaxRSS"]) for s in job.steps), default=0.0),
-        read_bytes=sum(tres_bytes(s["TRESUsageInTot"]) for s in job.steps),
-        written_bytes=sum(tres_bytes(s["TRESUsageOutTot"]) for s in job.steps),
+        read_bytes=_bounded(read, "the steps' fs/disk read", str(read)),
+        written_bytes=_bounded(written, "the steps' fs/disk written", str(written)),
     )
 
 
@@ -226,12 +246,14 @@ class Options:
     lookback: float = 7 * 86400.0
     overlap: float = 600.0
     timeout: float = 30.0
+    max_bytes: int = MAX_BYTES
 
 
 def run_sacct(options: Options, start: float) -> str:
     """sacct's output for the window from `start`; command.CommandError when there is none to use."""
     argv = sacct_argv(options.sacct, start)
-    return command.run(argv, options.timeout, "sacct", "install slurm-client or set --sacct.path")
+    install = "install slurm-client or set --sacct.path"
+    return command.run(argv, options.timeout, "sacct", install, options.max_bytes, "--sacct.max-bytes")
 
 
 class AccountingCollector:
@@ -246,7 +268,8 @@ class AccountingCollector:
             {"cluster": options.cluster},
             ERROR_REASONS,
             "sacct",
-            "Failed sacct runs (not_found, exec, timeout, exit_status) and unusable lines (parse), by reason.",
+            "Failed sacct runs (not_found, exec, timeout, exit_status, too_large) and unusable lines (parse), by "
+            "reason.",
         )
         self.lock = threading.Lock()  # guards everything collect() reads
         self.last_poll: float | None = None
@@ -351,12 +374,18 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(
             f"--sacct.{flag}", dest=flag, type=SECONDS, default=default, help=f"{doc} (s, default %(default)s)"
         )
+    p.add_argument(
+        "--sacct.max-bytes", dest="max_bytes", type=BYTES, default=d.max_bytes,
+        help="refuse a sacct run that prints more than this (default %(default)s)",
+    )  # fmt: skip
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = web.parse_args(_parser(), argv)
-    options = Options(args.sacct, args.cluster, args.interval, args.lookback, args.overlap, args.timeout)
+    options = Options(
+        args.sacct, args.cluster, args.interval, args.lookback, args.overlap, args.timeout, args.max_bytes
+    )
     LOG.info("sacct %s every %.0f s, cluster=%s", options.sacct, options.interval, options.cluster)
     collector = AccountingCollector(options)
     collector.start()

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import signal
 import subprocess
+import time
 
-REASONS = ("not_found", "exec", "timeout", "exit_status")
+REASONS = ("not_found", "exec", "timeout", "exit_status", "too_large")
+STDERR_KEPT = 4096  # bytes of stderr kept for the message; the rest is read and dropped, so the tool never blocks
+_CHUNK = 65536
 
 
 class CommandError(Exception):
@@ -18,18 +22,19 @@ class CommandError(Exception):
         self.reason = reason
 
 
-def run(argv: list[str], timeout: float, name: str, install: str) -> str:
-    """stdout of `argv` run in the C locale, or CommandError. `name` says which run in messages ("virsh domstats"),
-    `install` how to get the program ("install libvirt-clients or set --virsh.path"). On timeout the whole process
-    group is killed: a tool's helpers (ssh for a remote libvirt) go with it."""
+def run(argv: list[str], timeout: float, name: str, install: str, max_bytes: int, max_flag: str) -> str:
+    """stdout of `argv` run in the C locale (bytes that are not UTF-8 become U+FFFD), or CommandError. `name` says
+    which run in messages ("virsh domstats"), `install` how to get the program ("install libvirt-clients or set
+    --virsh.path"). At most `max_bytes` of stdout are taken: a run that prints more is killed and refused
+    (too_large; `max_flag` is the option that raises the limit), never cut short into output that would look
+    complete. On a timeout or too_large the whole process group is killed: a tool's helpers (ssh for a remote
+    libvirt) go with it."""
     try:
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
             env={**os.environ, "LC_ALL": "C"},
             start_new_session=True,
         )
@@ -37,14 +42,51 @@ def run(argv: list[str], timeout: float, name: str, install: str) -> str:
         raise CommandError("not_found", f"{argv[0]} not found: {install}") from None
     except OSError as exc:  # PermissionError (not executable, a directory), ENOEXEC (not a program), ...
         raise CommandError("exec", f"cannot run {argv[0]}: {exc}") from None
+    deadline = time.monotonic() + timeout
     try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+        out, err = _read(proc, deadline, max_bytes)
+        try:
+            returncode = proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:  # closed its output but did not exit
+            raise CommandError("timeout", "") from None
+    except CommandError as exc:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):  # a child that left the group may hold the pipes
-            proc.communicate(timeout=1)
-        raise CommandError("timeout", f"{name} took longer than {timeout:.3g} s") from None
-    if proc.returncode != 0:
-        raise CommandError("exit_status", f"{name} exited {proc.returncode}: {err.strip()[:500]}")
-    return out
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(1)  # reap it; a child that left the group may still hold the pipes, which we close
+        if exc.reason == "timeout":
+            raise CommandError("timeout", f"{name} took longer than {timeout:.3g} s") from None
+        raise CommandError(exc.reason, f"{name} printed more than {max_bytes} bytes: raise {max_flag}") from None
+    finally:
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    if returncode != 0:
+        message = err.decode("utf-8", errors="replace").strip()[:500]
+        raise CommandError("exit_status", f"{name} exited {returncode}: {message}")
+    return out.decode("utf-8", errors="replace")
+
+
+def _read(proc: subprocess.Popen[bytes], deadline: float, max_bytes: int) -> tuple[bytes, bytes]:
+    """stdout and the first STDERR_KEPT bytes of stderr, read until both close; CommandError(timeout) at the
+    deadline, CommandError(too_large) past max_bytes of stdout (the messages are the caller's)."""
+    out, err = bytearray(), bytearray()
+    with selectors.DefaultSelector() as selector:
+        for pipe, buffer in ((proc.stdout, out), (proc.stderr, err)):
+            if pipe is not None:
+                selector.register(pipe, selectors.EVENT_READ, buffer)
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CommandError("timeout", "")
+            for key, _ in selector.select(remaining):
+                chunk = os.read(key.fd, _CHUNK)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                elif key.data is out:
+                    out += chunk
+                    if len(out) > max_bytes:
+                        raise CommandError("too_large", "")
+                else:
+                    err += chunk[: max(0, STDERR_KEPT - len(err))]
+    return bytes(out), bytes(err)

@@ -38,7 +38,9 @@ DOMAIN_TYPES = {"qemu": ("qemu", "tcg"), "kvm": ("kvm", "kvm"), "xen": ("xen", "
 URI_SCHEMES = {"qemu": "qemu", "xen": "xen", "libxl": "xen"}
 DOMAIN_LABELS = ("node", "domain", "hypervisor", "accel")
 HEADER = re.compile(r"^Domain: '(.*)'$")
-INDEXED = re.compile(r"^(vcpu|block|net)\.(\d+)\.(.+)$")
+INDEXED = re.compile(r"(vcpu|block|net)\.([0-9]{1,9})\.(.+)")  # ASCII digits ('٣' is \d too); fullmatch
+MAX_BYTES = 16 << 20  # --virsh.max-bytes: domstats is ~3 KiB a domain, dumpxml ~10 KiB
+BYTES = web.byte_count(1 << 40)  # the value type of --virsh.max-bytes
 NS_PER_S, KIB = 1e9, 1024
 
 
@@ -137,9 +139,12 @@ _BALLOON = ("current", "maximum", "rss", "available", "usable", "unused", "disk_
 
 
 def _integer(value: str) -> int:
-    if not value.isdigit():  # domstats --raw prints unsigned integers; a sign or a unit is not this format
-        raise ParseError(f"{value!r} is not a non-negative integer")
-    return int(value)
+    """domstats --raw prints unsigned integers; a sign, a unit, another script's digits ('²' passes str.isdigit())
+    or a figure beyond 2^63-1 (a counter that would never come back) is not this format."""
+    try:
+        return contract.parse_count(value)
+    except ValueError as exc:
+        raise ParseError(str(exc)) from None
 
 
 def _domain(name: str, fields: dict[str, str], problems: list[str]) -> DomainStats:
@@ -160,7 +165,7 @@ def _domain(name: str, fields: dict[str, str], problems: list[str]) -> DomainSta
         raise ParseError(f"no usable state.state: {fields.get('state.state')!r}") from None
     groups: dict[str, dict[int, dict[str, Any]]] = {"vcpu": {}, "block": {}, "net": {}}
     for key, value in fields.items():
-        m = INDEXED.match(key)
+        m = INDEXED.fullmatch(key)
         attrs = {"vcpu": _VCPU, "block": _BLOCK, "net": _NET}[m.group(1)] if m else {}
         if not m or m.group(3) not in attrs:
             continue  # other groups and figures (dirtyrate, cpu.cache, vcpu.N.halted, ...) are not exported
@@ -263,6 +268,7 @@ class Options:
     node: str = field(default_factory=socket.gethostname)
     timeout: float = 5.0
     readonly: bool = True
+    max_bytes: int = MAX_BYTES
 
 
 @dataclass
@@ -288,8 +294,8 @@ class VirtCollector:
             {"node": options.node},
             ERROR_REASONS,
             "virsh domstats",
-            "Failed virsh runs (not_found, exec, timeout, exit_status of domstats; dumpxml) and unusable output "
-            "(parse), by reason.",
+            "Failed virsh runs (not_found, exec, timeout, exit_status, too_large of domstats; dumpxml) and unusable "
+            "output (parse), by reason.",
         )
         self.lock = threading.Lock()
         self.types: dict[str, tuple[int, str]] = {}  # domain -> (state when read, <domain type>)
@@ -304,7 +310,8 @@ class VirtCollector:
         if remaining <= 0:
             raise command.CommandError("timeout", f"no time left for virsh {args[0]} within {o.timeout:g} s")
         argv = [o.virsh, *(["-r"] if o.readonly else []), "-c", o.uri, *args]
-        return command.run(argv, remaining, f"virsh {args[0]}", "install libvirt-clients or set --virsh.path")
+        install = "install libvirt-clients or set --virsh.path"
+        return command.run(argv, remaining, f"virsh {args[0]}", install, o.max_bytes, "--virsh.max-bytes")
 
     def _domain_type(self, d: DomainStats, deadline: float) -> str | None:
         """<domain type> from dumpxml, read again whenever the domain's state changed (a redefinition shows then)."""
@@ -469,13 +476,17 @@ def _parser() -> argparse.ArgumentParser:
         "--virsh.readonly", dest="readonly", action=argparse.BooleanOptionalAction, default=d.readonly,
         help="connect read-only (virsh -r), which libvirtd allows any local user (default: on)",
     )  # fmt: skip
+    p.add_argument(
+        "--virsh.max-bytes", dest="max_bytes", type=BYTES, default=d.max_bytes,
+        help="refuse a virsh run that prints more than this (default %(default)s)",
+    )  # fmt: skip
     web.add_node_flag(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = web.parse_args(_parser(), argv)
-    options = Options(args.virsh, args.uri, args.node, args.timeout, args.readonly)
+    options = Options(args.virsh, args.uri, args.node, args.timeout, args.readonly, args.max_bytes)
     LOG.info("%s%s -c %s domstats at each scrape, timeout %g s, node=%s", options.virsh,
              " -r" if options.readonly else "", options.uri, options.timeout, options.node)  # fmt: skip
     return web.serve(common.registry([VirtCollector(options)], Paths().self_procfs), args.listen, LOG)

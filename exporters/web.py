@@ -54,6 +54,17 @@ def seconds(maximum: float) -> Callable[[str], float]:
     return parse
 
 
+def byte_count(maximum: int) -> Callable[[str], int]:
+    """The value type of a size flag: a whole number of bytes from 1 to `maximum`, in ASCII digits."""
+
+    def parse(value: str) -> int:
+        if not (value.isascii() and value.isdigit() and len(value) <= 19 and 0 < int(value) <= maximum):
+            raise argparse.ArgumentTypeError(f"{value!r}: expected a number of bytes from 1 to {maximum}")
+        return int(value)
+
+    return parse
+
+
 def add_node_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--node.name",

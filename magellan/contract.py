@@ -438,16 +438,25 @@ class ProcStat:
     starttime: int  # clock ticks since boot
 
 
+_DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII only: int() also takes '٣' and ' 1', str.isdigit() also '²'
+
+
+def parse_count(text: str) -> int:
+    """An unsigned decimal integer in ASCII digits, 0 to COUNT_MAX, as /proc, sacct and virsh print counts;
+    ValueError on anything else (a sign, blanks, '_', another script's digits, more than 19 digits)."""
+    if _DIGITS.fullmatch(text) is None or int(text) > COUNT_MAX:
+        raise ValueError(f"{text[:40]!r} is not an integer from 0 to 2^63-1 in ASCII digits")
+    return int(text)
+
+
 def parse_proc_stat(text: str) -> ProcStat:
     """utime, stime and starttime (fields 14, 15, 22) of /proc/<pid>/stat; comm (field 2) may hold spaces and
     parentheses, so fields are counted from the last ')'. ValueError on anything else."""
     try:
         fields = text[text.rindex(")") + 2 :].split()  # fields[0] is field 3 (state)
-        values = [int(fields[i]) for i in (11, 12, 19)]
+        values = [parse_count(fields[i]) for i in (11, 12, 19)]
     except (ValueError, IndexError):
         raise ValueError("malformed /proc/<pid>/stat") from None
-    if not all(0 <= v <= COUNT_MAX for v in values):
-        raise ValueError("malformed /proc/<pid>/stat")
     return ProcStat(*values)
 
 
@@ -465,11 +474,9 @@ def parse_proc_io(text: str) -> ProcIO:
     anything else."""
     fields = {key.strip(): value for key, sep, value in (line.partition(":") for line in text.splitlines()) if sep}
     try:
-        values = [int(fields["read_bytes"]), int(fields["write_bytes"])]
+        values = [parse_count(fields["read_bytes"].strip(" \t")), parse_count(fields["write_bytes"].strip(" \t"))]
     except (KeyError, ValueError):
         raise ValueError("malformed /proc/<pid>/io") from None
-    if not all(0 <= v <= COUNT_MAX for v in values):
-        raise ValueError("malformed /proc/<pid>/io")
     return ProcIO(*values)
 
 

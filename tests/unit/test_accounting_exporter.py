@@ -287,3 +287,97 @@ def test_bad_flags_are_clear_errors(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         accounting.main(["--sacct.interval", "-3"])
     assert "expected a number of seconds above 0, at most 315360000" in capsys.readouterr().err
+
+
+# --- bounded input (issue 15) -------------------------------------------------------------------------------------
+
+LINE = "1|1|alice|atlas|chos|COMPLETED|1|00:01.000|||"
+
+
+def test_sacct_output_beyond_max_bytes_is_refused_and_the_figures_stay(tmp_path: Path) -> None:
+    clock = [1000.0]
+    collector = AccountingCollector(Options(sacct=fake_sacct(tmp_path, f"cat {CAPTURED}")), clock=lambda: clock[0])
+    collector.poll()
+    flood = f"yes '{LINE}' | head -c 3000000; echo done >&2"  # 3 MB of valid lines: too much for a 1 MB limit
+    collector.options = Options(sacct=fake_sacct(tmp_path, flood, name="flood"), max_bytes=1_000_000)
+    clock[0] += 20
+    started = time.monotonic()
+    collector.poll()
+    assert time.monotonic() - started < 5
+    text = scrape(collector)
+    assert f"{UP} 0.0" in text
+    assert 'magellan_accounting_scrape_errors_total{cluster="magellan",reason="too_large"} 1.0' in text
+    assert 'magellan_accounting_scrape_errors_total{cluster="magellan",reason="parse"} 0.0' in text
+    assert f'{LAST_SUCCESS}cluster="magellan"}} 1000.0' in text
+    assert 'magellan_accounting_jobs_total{account="atlas"' in text  # the earlier figures are still served
+    assert 'user="alice"' not in text  # nothing of the refused output was counted
+
+
+def test_sacct_output_at_max_bytes_is_read() -> None:
+    records, problems = parse_sacct((LINE + "\n") * 10)
+    assert problems == [] and len(records) == 1
+
+
+def test_max_bytes_flag() -> None:
+    assert accounting._parser().parse_args([]).max_bytes == accounting.Options().max_bytes
+    assert accounting._parser().parse_args(["--sacct.max-bytes", "2048"]).max_bytes == 2048
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1.5", "²", "9" * 400])
+def test_bad_max_bytes_is_a_clear_error(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        accounting.main([f"--sacct.max-bytes={value}"])
+    assert "--sacct.max-bytes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("ElapsedRaw", "²"),  # str.isdigit() says yes, int() and float() say no
+        ("ElapsedRaw", "٣"),  # an Arabic-Indic digit: int() takes it, sacct never prints it
+        ("ElapsedRaw", "9" * 400),
+        ("ElapsedRaw", "-5"),
+        ("ElapsedRaw", "nan"),
+        ("ElapsedRaw", "inf"),
+        ("TotalCPU", "9" * 400 + "-00:00:00"),  # days beyond a float: OverflowError in int + float
+        ("TotalCPU", "٣:00"),
+        ("TotalCPU", "nan:00"),
+        ("MaxRSS", "9" * 400),  # float() of it is inf: the memory peak would stay +Inf for good
+        ("MaxRSS", "9" * 400 + "K"),
+        ("MaxRSS", "²K"),
+        ("MaxRSS", "٣M"),
+        ("MaxRSS", "nan"),
+        ("MaxRSS", "inf"),
+        ("MaxRSS", "-1K"),
+        ("MaxRSS", "99999999999P"),  # finite, but beyond 2^63-1 bytes
+        ("TRESUsageInTot", "fs/disk=" + "9" * 400),
+        ("TRESUsageOutTot", "fs/disk=٣"),
+    ],
+)
+def test_bad_numbers_are_problems_not_exceptions(field: str, value: str) -> None:
+    job = "7|7|alice|atlas|chos|COMPLETED|10|00:01.000|||"
+    step = "7.batch|7.batch||atlas||COMPLETED|10|00:01.000|1K|fs/disk=1|fs/disk=1"
+    lines = [job.split("|"), step.split("|")]
+    column = accounting.FIELDS.index(field)
+    lines[1 if field in ("MaxRSS", "TRESUsageInTot", "TRESUsageOutTot") else 0][column] = value
+    good = "8|8|bob|cms|kvm|COMPLETED|1|00:01.000|||"
+    records, problems = parse_sacct("\n".join(["|".join(line) for line in lines] + [good]))
+    assert [r.job_id for r in records] == ["8"], records
+    assert len(problems) == 1 and "job 7" in problems[0][1], problems
+
+
+@pytest.mark.parametrize("job_id", ["²", "٣", "9" * 400])
+def test_a_job_id_of_other_digits_is_a_problem(job_id: str) -> None:
+    records, problems = parse_sacct(f"{job_id}|{job_id}|alice|atlas|chos|COMPLETED|10|00:01.000|||")
+    assert records == [] and len(problems) == 1
+
+
+def test_counters_stay_finite_after_a_huge_value(tmp_path: Path) -> None:
+    huge = "9" * 400
+    body = (
+        "echo '7|7|alice|atlas|chos|COMPLETED|10|00:01.000|||'; "
+        f"echo '7.batch|7.batch||atlas||COMPLETED|10|00:01.000|{huge}|fs/disk={huge}|fs/disk=1'"
+    )
+    text = scrape(polled(Options(sacct=fake_sacct(tmp_path, body))))
+    assert "Inf" not in text and "NaN" not in text
+    assert 'magellan_accounting_scrape_errors_total{cluster="magellan",reason="parse"} 1.0' in text

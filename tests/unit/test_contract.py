@@ -158,3 +158,35 @@ def test_proc_stat_fields_counted_from_the_last_parenthesis() -> None:
     assert (s.utime_ticks, s.stime_ticks, s.starttime) == (14, 15, 22)
     with pytest.raises(ValueError, match="malformed"):
         contract.parse_proc_stat("1234 (x) S 1 2")
+
+
+# --- ASCII counts in /proc (issue 15) -----------------------------------------------------------------------------
+
+STAT = "1 (x) R " + " ".join(["0"] * 10) + " {u} 2 " + " ".join(["0"] * 6) + " 3 0\n"
+
+
+@pytest.mark.parametrize("text", ["0", "12", str(contract.COUNT_MAX)])
+def test_parse_count(text: str) -> None:
+    assert contract.parse_count(text) == int(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["", "²", "٣", "1٣", " 1", "1 ", "+1", "-1", "1_0", "1.0", "nan", str(2**63), "9" * 400]
+)
+def test_parse_count_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="ASCII digits"):
+        contract.parse_count(text)
+
+
+def test_proc_stat_fields_are_ascii_counts() -> None:
+    assert contract.parse_proc_stat(STAT.format(u="7")) == contract.ProcStat(7, 2, 3)
+    for bad in ("٣", "²", "9" * 400):
+        with pytest.raises(ValueError, match="malformed"):
+            contract.parse_proc_stat(STAT.format(u=bad))
+
+
+def test_proc_io_fields_are_ascii_counts() -> None:
+    assert contract.parse_proc_io("read_bytes: 5\nwrite_bytes:\t6\n") == contract.ProcIO(5, 6)
+    for bad in ("٣", "²", "-1", "9" * 400):
+        with pytest.raises(ValueError, match="malformed"):
+            contract.parse_proc_io(f"read_bytes: {bad}\nwrite_bytes: 6\n")

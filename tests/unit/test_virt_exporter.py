@@ -89,7 +89,7 @@ def test_bad_lines_and_values_are_problems() -> None:
     assert a.cpu_time_ns is None and a.vcpus[0].time_ns is None and a.nets[0].name == "vnet0"
     assert [n for n, _ in problems] == [1, 8, 2, 2, 10, 13]
     reasons = " ".join(p for _, p in problems)
-    assert "cpu.time: '12x' is not a non-negative integer" in reasons
+    assert "cpu.time: '12x' is not an integer from 0 to 2^63-1 in ASCII digits" in reasons
     assert "domain 'b': no usable state.state: 'running'" in reasons
     assert "domain 'b': no usable state.state" in reasons and "domain 'a' twice" in reasons
 
@@ -301,3 +301,77 @@ def test_each_problem_is_logged_once_while_it_lasts(tmp_path: Path, caplog: pyte
         scrape(c)
     assert len([r for r in caplog.records if "not found" in r.getMessage()]) == 1
     assert 'magellan_virt_scrape_errors_total{node="hv1",reason="not_found"} 4.0' in scrape(c)  # counted every time
+
+
+# --- bounded input (issue 15) -------------------------------------------------------------------------------------
+
+
+def test_domstats_beyond_max_bytes_is_refused(tmp_path: Path) -> None:
+    flood = f"cat {RUNNING}; yes '  balloon.rss=1' | head -c 3000000"
+    c = VirtCollector(Options(virsh=fake_virsh(tmp_path, domstats=flood), node="hv1", max_bytes=1_000_000))
+    started = time.monotonic()
+    text = scrape(c)
+    assert time.monotonic() - started < 5
+    assert 'magellan_virt_up{node="hv1"} 0.0' in text
+    assert 'magellan_virt_scrape_errors_total{node="hv1",reason="too_large"} 1.0' in text
+    assert "magellan_virt_domain_state{" not in text  # nothing of the refused output
+
+
+def test_an_endless_virsh_is_stopped_at_max_bytes_not_at_the_deadline(tmp_path: Path) -> None:
+    c = VirtCollector(Options(virsh=fake_virsh(tmp_path, domstats="exec yes"), node="hv1", timeout=20,
+                              max_bytes=1_000_000))  # fmt: skip
+    started = time.monotonic()
+    text = scrape(c)
+    assert time.monotonic() - started < 5
+    assert 'magellan_virt_scrape_errors_total{node="hv1",reason="too_large"} 1.0' in text
+
+
+def test_max_bytes_flag() -> None:
+    assert virt._parser().parse_args([]).max_bytes == Options().max_bytes
+    assert virt._parser().parse_args(["--virsh.max-bytes=4096"]).max_bytes == 4096
+
+
+FIGURES = {"state.state": "1", "cpu.time": "5", "balloon.rss": "7", "vcpu.0.time": "3", "block.0.rd.bytes": "9"}
+
+
+def domain(**values: str) -> str:
+    """One domstats block of FIGURES, with `values` (keys with '_' for '.') in place of some."""
+    figures = {**FIGURES, **{k.replace("_", "."): v for k, v in values.items()}}
+    return "Domain: 'd1'\n" + "".join(f"  {k}={v}\n" for k, v in figures.items())
+
+
+DOMAIN = domain()
+
+
+@pytest.mark.parametrize(
+    "value", ["²", "٣", "٣٣", "9" * 400, str(2**63), "nan", "inf", "-1", "+1", " 1", "1_000", "0x10", "1.5", ""]
+)
+@pytest.mark.parametrize("key", ["cpu.time", "balloon.rss", "vcpu.0.time", "block.0.rd.bytes"])
+def test_bad_numbers_are_problems_and_none(key: str, value: str) -> None:
+    (d,), problems = parse_domstats(domain(**{key.replace(".", "_"): value}))
+    assert len(problems) == 1 and key in problems[0][1], problems
+    figures = {"cpu.time": d.cpu_time_ns, "balloon.rss": d.balloon.get("rss"), "vcpu.0.time": d.vcpus[0].time_ns,
+               "block.0.rd.bytes": d.blocks[0].rd_bytes}  # fmt: skip
+    assert figures.pop(key) is None
+    assert all(v is not None for v in figures.values())  # the other figures are still read
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "9" * 400, "nan", "-1"])
+def test_a_bad_state_drops_the_domain_as_a_problem(value: str) -> None:
+    domains, problems = parse_domstats(domain(state_state=value))
+    assert domains == [] and len(problems) == 1 and "state.state" in problems[0][1]
+
+
+def test_an_index_of_other_digits_is_not_a_figure() -> None:
+    (d,), _ = parse_domstats(DOMAIN + "  vcpu.٣.time=4\n")
+    assert [v.index for v in d.vcpus] == [0]
+
+
+def test_a_huge_counter_is_not_exported(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.txt"
+    huge.write_text(RUNNING.read_text().replace("cpu.time=11318301438", "cpu.time=" + "9" * 400))
+    text = scrape(collector(fake_virsh(tmp_path, domstats=f"cat {huge}")))
+    assert 'magellan_virt_up{node="hv1"} 1.0' in text
+    assert f"magellan_virt_cpu_seconds_total{{{TCG}}}" not in text and "Inf" not in text
+    assert 'magellan_virt_scrape_errors_total{node="hv1",reason="parse"} 1.0' in text
+    assert f'magellan_virt_vcpu_seconds_total{{{TCG},vcpu="0"}} 8.94' in text
