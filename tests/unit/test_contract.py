@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -96,8 +97,8 @@ def test_prepare_makes_the_inputs_once_under_temporary_names(tmp_path: Path) -> 
     (prefix / "venv" / "bin" / "magellan-workload").symlink_to(Path(sys.executable).parent / "magellan-workload")
     (tmp_path / "jobs").mkdir()
     (tmp_path / "data").mkdir()
-    dirs = {"jobs_dir": str(tmp_path / "jobs"), "data_dir": str(tmp_path / "data"), "prefix": str(prefix)}
-    node = Node("n1", "127.0.0.1", "test", **dirs)
+    node = Node("n1", "127.0.0.1", "test", jobs_dir=str(tmp_path / "jobs"), data_dir=str(tmp_path / "data"))
+    node = replace(node, prefix=str(prefix))
     spec = JobSpec("storm", duration=5, seed=3, readers=3, cold=True, input_events=200).check()
     env = {**os.environ, "MAGELLAN_JOBS_DIR": str(tmp_path / "jobs")}
 
