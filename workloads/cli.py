@@ -14,24 +14,33 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, NoReturn
 
 from magellan import contract
 from workloads import db12
-from workloads.progress import ProgressWriter
+from workloads.progress import JobError, ProgressWriter, end_abandoned, read_record
 from workloads.simulate import Simulator
+
+if TYPE_CHECKING:
+    from workloads.rootio import Analysis
 
 SIGNAL_MESSAGES = {signal.SIGTERM: "terminated", signal.SIGINT: "interrupted"}
 COLD_HELP = "evict each input from the page cache before every pass, so that every pass reads the storage"
 
 
 class StopFlag:
-    """Set by SIGTERM/SIGINT; the event loop looks at it between events (no exception mid-write)."""
+    """Set by SIGTERM/SIGINT; the event loop looks at it between events (no exception mid-write). A storm passes the
+    signal on to its readers (`children`) at once: a signal to the storm alone still stops every reader."""
 
     def __init__(self) -> None:
         self.signum = 0
+        self.children: list[int] = []
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.signum = signum
+        for pid in self.children:  # not reaped yet (a zombie at worst): the pid is still the reader's
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
 
     def install(self) -> None:
         for signum in SIGNAL_MESSAGES:
@@ -133,6 +142,34 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     for path in getattr(args, "input", None) or []:
         if not os.path.isfile(path):
             parser.error(f"--input {path}: no such file")
+    if getattr(args, "output", None):
+        _check_output(parser, args.output, getattr(args, "input", None) or [])
+
+
+def _check_output(parser: argparse.ArgumentParser, output: str, inputs: list[str]) -> None:
+    """--output names a file that the job can make (it writes a temporary beside it, output.AtomicOutput), and none
+    of the inputs: reading a file while its replacement is written would destroy the events."""
+    directory = os.path.dirname(os.path.realpath(output))
+    if os.path.isdir(output):
+        parser.error(f"--output {output}: is a directory: name the ROOT file to write")
+    if not os.path.isdir(directory):
+        parser.error(f"--output {output}: no such directory as {directory}: create it, or name a file elsewhere")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        parser.error(f"--output {output}: cannot create files in {directory}: name a file in a writable directory")
+    for path in inputs:
+        if _same_file(path, output):
+            parser.error(f"--output {output}: it is --input {path} (the same file): name another --output")
+
+
+def _same_file(a: str, b: str) -> bool:
+    """The same file: one resolved path, or (when both exist) one inode, which also catches hard links."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
 def _emit(summary: dict[str, object]) -> None:
@@ -169,20 +206,46 @@ def _finish(
     return 0
 
 
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _failed(
+    workload: str,
+    exc: Exception,
+    writer: ProgressWriter | None = None,
+    events: int = 0,
+    format: str | None = None,
+) -> int:
+    """End the job as failed by `exc` (call it in the except block): the reason, the exception's type and message,
+    on stderr and, when the job has a record (`writer`), in it as state failed; exit status 1. An error that is not
+    the job's input or output (JobError, OSError), a bug, also prints its traceback."""
+    if not isinstance(exc, (JobError, OSError)):
+        traceback.print_exc()
+    reason = _reason(exc)
+    print(f"{workload}: {reason}", file=sys.stderr)
+    if writer is not None:
+        try:
+            writer.update(events, contract.FAILED, reason, format=format)
+        except Exception as err:  # the jobs directory went away, the disk is full: say so, the exit status stays
+            print(f"{workload}: could not record the failure in {writer.path}: {_reason(err)}", file=sys.stderr)
+    return 1
+
+
 def simulate(args: argparse.Namespace, stop: StopFlag) -> int:
     """Run events until --events or --duration is reached (or a signal arrives); write progress throughout."""
     fmt = (args.format or contract.DEFAULT_FORMAT) if args.output else None
     writer = ProgressWriter(args.jobs_dir, args.job_id, "simulate", args.events, format=fmt)
     sim = Simulator(args.seed, record=bool(args.output))
     out = None
-    if args.output:
-        from workloads.rootio import EventWriter  # noqa: PLC0415 - uproot only when writing ROOT
-
-        out = EventWriter(Path(args.output), fmt or contract.DEFAULT_FORMAT)
-    writer.update(0)
-    start = time.monotonic()
-    next_write = start + args.progress_interval
     try:
+        writer.update(0)
+        if args.output:
+            from workloads.rootio import EventWriter  # noqa: PLC0415 - uproot only when writing ROOT
+
+            out = EventWriter(Path(args.output), fmt or contract.DEFAULT_FORMAT)
+        start = time.monotonic()
+        next_write = start + args.progress_interval
         while not stop.signum:
             event = sim.event()
             if out is not None:
@@ -193,24 +256,34 @@ def simulate(args: argparse.Namespace, stop: StopFlag) -> int:
             if now >= next_write:
                 writer.update(sim.events)
                 next_write = now + args.progress_interval
-        if out is not None:
+        if out is not None and not stop.signum:  # stopped by a signal: an existing output stays as it was
             out.close()
+        extra: dict[str, object] = {"checksum": sim.checksum}
+        if args.output:
+            extra["output"] = args.output
+        return _finish(writer, sim.events, stop, extra)
     except Exception as exc:  # the job fails, and says why, in its progress file
-        writer.update(sim.events, contract.FAILED, f"{type(exc).__name__}: {exc}")
-        traceback.print_exc()
-        return 1
-    extra: dict[str, object] = {"checksum": sim.checksum}
-    if args.output:
-        extra["output"] = args.output
-    return _finish(writer, sim.events, stop, extra)
+        return _failed("simulate", exc, writer, sim.events)
+    finally:
+        if out is not None:
+            out.discard()  # the temporary, unless close() made it the output
 
 
 def analyze(args: argparse.Namespace, stop: StopFlag) -> int:
     """Read the inputs (again until --duration), select events, fill histograms; a bad file fails the job."""
     writer = ProgressWriter(args.jobs_dir, args.job_id, "analyze", 0)  # first: the job's time includes the imports
-    from workloads.rootio import Analysis, RootFileError  # noqa: PLC0415 - uproot only for ROOT workloads
+    analysis: Analysis | None = None
+    try:
+        from workloads.rootio import Analysis  # noqa: PLC0415 - uproot only for ROOT workloads
 
-    analysis = Analysis()
+        analysis = Analysis()
+        return _analyze(args, stop, writer, analysis)
+    except Exception as exc:
+        events, fmt = (analysis.events, analysis.format) if analysis else (0, None)
+        return _failed("analyze", exc, writer, events, fmt)
+
+
+def _analyze(args: argparse.Namespace, stop: StopFlag, writer: ProgressWriter, analysis: Analysis) -> int:
     input_bytes = 0
     writer.update(0)
     start = time.monotonic()
@@ -219,31 +292,26 @@ def analyze(args: argparse.Namespace, stop: StopFlag) -> int:
     def time_is_up() -> bool:
         return bool(args.duration) and time.monotonic() - start >= args.duration
 
-    try:
-        while not stop.signum:
-            for path in args.input:
-                if args.cold:
-                    evict(path)
-                before = analysis.events
-                for chunk in analysis.chunks(Path(path)):
-                    analysis.fill(chunk)
-                    if time.monotonic() >= next_write:
-                        writer.update(analysis.events, format=analysis.format)
-                        next_write = time.monotonic() + args.progress_interval
-                    if stop.signum or time_is_up():  # a long pass does not overrun --duration
-                        break
-                share = (analysis.events - before) / analysis.entries if analysis.entries else 1.0
-                input_bytes += int(os.path.getsize(path) * share)
-                if stop.signum or time_is_up():
+    while not stop.signum:
+        for path in args.input:
+            if args.cold:
+                evict(path)
+            before = analysis.events
+            for chunk in analysis.chunks(Path(path)):
+                analysis.fill(chunk)
+                if time.monotonic() >= next_write:
+                    writer.update(analysis.events, format=analysis.format)
+                    next_write = time.monotonic() + args.progress_interval
+                if stop.signum or time_is_up():  # a long pass does not overrun --duration
                     break
-            if not args.duration or time_is_up():
+            share = (analysis.events - before) / analysis.entries if analysis.entries else 1.0
+            input_bytes += int(os.path.getsize(path) * share)
+            if stop.signum or time_is_up():
                 break
-        if args.output and not stop.signum:
-            analysis.write(Path(args.output))
-    except RootFileError as exc:
-        writer.update(analysis.events, contract.FAILED, str(exc), format=analysis.format)
-        print(f"analyze: {exc}", file=sys.stderr)
-        return 1
+        if not args.duration or time_is_up():
+            break
+    if args.output and not stop.signum:
+        analysis.write(Path(args.output))
     wall = time.monotonic() - start
     extra: dict[str, object] = {
         "selected": analysis.selected,
@@ -275,35 +343,32 @@ def storm(args: argparse.Namespace, stop: StopFlag) -> int:
 
     uproot is imported once, before the fork, so N readers cost N processes but not N interpreter start-ups.
     Each reader is a job of its own (contract.reader_job_id: <job id>_<i>, its own progress file); SIGTERM reaches
-    every reader. The storm's `format` is what its readers read; readers that read different formats fail it."""
-    import workloads.rootio  # noqa: F401, PLC0415 - imported once, shared by the forked readers
-
+    every reader. The storm's `format` is what its readers read; readers that read different formats fail it.
+    Every reader's record ends: a reader killed outright, or one the storm could not start, is recorded failed by
+    the storm (progress.end_abandoned); a storm that cannot start them all stops those it started."""
+    ids = [contract.reader_job_id(args.job_id, i) for i in range(args.readers)]
     start = time.monotonic()
-    pids = []
-    for i in range(args.readers):
-        pid = os.fork()
-        if pid == 0:  # the reader: an analyze job of its own
-            reader = argparse.Namespace(**vars(args), output=None)
-            reader.job_id = contract.reader_job_id(args.job_id, i)
-            reader.input = reader_inputs(args.input, args.readers, i)
-            code = 1
-            try:
-                code = analyze(reader, stop)
-            finally:
-                os._exit(code)
-        pids.append(pid)
-    failed = 0
-    for pid in pids:
-        _, status = os.waitpid(pid, 0)
-        failed += os.waitstatus_to_exitcode(status) != 0
-        if stop.signum:  # a signal to the storm alone (not its process group) still reaches every reader
-            for other in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(other, stop.signum)
+    pids: dict[int, str] = {}  # reader pid -> its job id
+    unstarted = ""
+    try:
+        import workloads.rootio  # noqa: F401, PLC0415 - imported once, shared by the forked readers
+
+        for i, job_id in enumerate(ids):
+            pid = os.fork()
+            if pid == 0:
+                _reader(args, i, stop)
+            pids[pid] = job_id
+            stop.children.append(pid)
+    except Exception as exc:  # no fork (process limit, memory), no uproot: the storm stops and says why
+        unstarted = f"not started: the storm failed ({_reason(exc)})"
+        print(f"storm: {_reason(exc)}: stopping its {len(pids)} started readers", file=sys.stderr)
+        stop(signal.SIGTERM, None)
+    failed = _wait_readers(args.jobs_dir, pids, stop)
+    for job_id in ids[len(pids) :]:
+        end_abandoned(args.jobs_dir, job_id, "analyze", os.getpid(), unstarted)
+        failed += 1
     wall = time.monotonic() - start
-    records = [
-        r for r in (_record(args.jobs_dir, contract.reader_job_id(args.job_id, i)) for i in range(args.readers)) if r
-    ]
+    records = [r for r in (read_record(args.jobs_dir, job_id) for job_id in ids) if r]
     walls = [(r.cpu_seconds, (r.finished_at or 0.0) - r.started_at) for r in records]
     efficiency = [cpu / wall for cpu, wall in walls if wall > 0]
     formats = sorted({r.format for r in records if r.format})
@@ -327,13 +392,34 @@ def storm(args: argparse.Namespace, stop: StopFlag) -> int:
     return 1 if failed or stop.signum or len(formats) > 1 else 0
 
 
-def _record(jobs_dir: str, job_id: str) -> contract.Progress | None:
-    """A reader's last progress record; None when it left none that parses (killed before its first write)."""
+def _reader(args: argparse.Namespace, i: int, stop: StopFlag) -> NoReturn:
+    """The forked reader i: an analyze job of its own; whatever happens, the process ends here (os._exit)."""
+    code = 1
     try:
-        with open(os.path.join(jobs_dir, job_id + contract.PROGRESS_SUFFIX), "rb") as f:
-            return contract.parse_progress(f.read(contract.PROGRESS_MAX_BYTES + 1))
-    except (OSError, contract.ProgressError):
-        return None
+        stop.children = []  # its siblings are the storm's to signal
+        reader = argparse.Namespace(**vars(args), output=None)
+        reader.job_id = contract.reader_job_id(args.job_id, i)
+        reader.input = reader_inputs(args.input, args.readers, i)
+        code = analyze(reader, stop)
+    except BaseException as exc:  # the reader could not start its record: the storm ends it with the exit status
+        print(f"storm: reader {i}: {_reason(exc)}", file=sys.stderr)
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _wait_readers(jobs_dir: str, pids: dict[int, str], stop: StopFlag) -> int:
+    """Reap the readers; end the record of any that died without ending it. The number that failed."""
+    failed = 0
+    for pid, job_id in pids.items():
+        _, status = os.waitpid(pid, 0)
+        stop.children.remove(pid)
+        code = os.waitstatus_to_exitcode(status)
+        failed += code != 0
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+        if code and end_abandoned(jobs_dir, job_id, "analyze", pid, how):
+            print(f"storm: reader {job_id} {how} without ending its record: recorded it failed", file=sys.stderr)
+    return failed
 
 
 def db12_command(args: argparse.Namespace, stop: StopFlag) -> int:
@@ -348,7 +434,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _check(parser, args)
     commands = {"simulate": simulate, "analyze": analyze, "storm": storm, "db12": db12_command}
-    return commands[args.workload](args, stop)
+    try:
+        return commands[args.workload](args, stop)
+    except Exception as exc:  # before the job has a record (it cannot write one), or after a storm's readers
+        return _failed(args.workload, exc)
 
 
 if __name__ == "__main__":

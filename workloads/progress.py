@@ -8,8 +8,13 @@ import time
 from dataclasses import replace
 
 from magellan import contract
+from workloads.output import fsync_dir
 
 DEFAULT_PROCFS = "/proc"
+
+
+class JobError(RuntimeError):
+    """A failure whose message says all that is wrong (a bad input file): the job fails with it, no traceback."""
 
 
 def self_starttime(procfs: str = DEFAULT_PROCFS) -> int:
@@ -97,21 +102,42 @@ class ProgressWriter:
         self._write(self.record.to_json())
 
     def _write(self, text: str) -> None:
-        """Write <job_id>.json.tmp beside the file, fsync it, rename it over the file, fsync the directory."""
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        try:  # make the rename durable; some file systems refuse fsync on a directory, which is fine
-            fd = os.open(self.jobs_dir, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError:
-            pass
+        write_record(self.jobs_dir, self.path, text)
+
+
+def write_record(jobs_dir: str, path: str, text: str) -> None:
+    """Write <job_id>.json.tmp beside the file, fsync it, rename it over the file, fsync the directory."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(jobs_dir)
+
+
+def end_abandoned(jobs_dir: str, job_id: str, workload: str, pid: int, reason: str) -> bool:
+    """End as failed, with `reason`, the record of a job that died without ending it (a storm's reader killed
+    outright, or never started): its last record with state failed, or a first one when it left none. False when
+    it had ended it itself."""
+    now = time.time()
+    last = read_record(jobs_dir, job_id)
+    if last is None:  # pid_starttime 0 matches no process: the job exporter reads no other process's /proc for it
+        last = contract.Progress(job_id, workload, contract.RUNNING, pid, 0, 0, 0, now, now, None, 0.0, 0, 0)
+    if last.state != contract.RUNNING:
+        return False
+    ended = replace(last, state=contract.FAILED, updated_at=now, finished_at=now, message=reason)
+    write_record(jobs_dir, os.path.join(jobs_dir, last.path_name), ended.to_json())
+    return True
+
+
+def read_record(jobs_dir: str, job_id: str) -> contract.Progress | None:
+    """A job's last progress record; None when it left none that parses (killed before its first write)."""
+    try:
+        with open(os.path.join(jobs_dir, job_id + contract.PROGRESS_SUFFIX), "rb") as f:
+            return contract.parse_progress(f.read(contract.PROGRESS_MAX_BYTES + 1))
+    except (OSError, contract.ProgressError):
+        return None
 
 
 def _check_format(format: str | None) -> None:

@@ -20,6 +20,7 @@ uproot, awkward, numpy and hist (imported here only: `simulate` without --output
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,8 @@ import numpy as np
 import uproot
 
 from magellan import contract
+from workloads.output import AtomicOutput, replacing
+from workloads.progress import JobError
 from workloads.simulate import Detail, Event
 
 TREE = "events"
@@ -53,7 +56,7 @@ JET_PT_CUT = 30.0  # GeV
 MET_CUT = 20.0  # GeV
 
 
-class RootFileError(RuntimeError):
+class RootFileError(JobError):
     """A ROOT file that cannot be read as the workloads' events; the message names the file."""
 
 
@@ -79,10 +82,12 @@ def branches(fmt: str) -> list[str]:
 
 @dataclass
 class EventWriter:
-    """Buffers events and writes them to `path` as `format` (contract.FORMATS), CLUSTER_EVENTS at a time."""
+    """Buffers events and writes them as `format` (contract.FORMATS), CLUSTER_EVENTS at a time, to a temporary
+    beside `path` (output.AtomicOutput): close() renames it onto `path`, discard() removes it."""
 
     path: Path
     format: str = contract.DEFAULT_FORMAT
+    _out: Any = None
     _file: Any = None
     _tree: Any = None
     _rows: list[tuple[Event, Detail]] = field(default_factory=list)
@@ -91,7 +96,8 @@ class EventWriter:
     def __post_init__(self) -> None:
         if self.format not in contract.FORMATS:
             raise ValueError(f"format {self.format!r}: one of {', '.join(contract.FORMATS)}")
-        self._file = uproot.recreate(self.path, compression=COMPRESSION)
+        self._out = AtomicOutput(self.path)
+        self._file = uproot.recreate(self._out.partial, compression=COMPRESSION)
 
     def add(self, event: Event, detail: Detail) -> None:
         self._rows.append((event, detail))  # the simulator starts a new Detail for every event
@@ -112,8 +118,16 @@ class EventWriter:
         self._rows = []
 
     def close(self) -> None:
+        """Write what is buffered and make the file `path`."""
         self.flush()
         self._file.close()
+        self._out.commit()
+
+    def discard(self) -> None:
+        """Drop the events: `path` stays as it was (after close(): nothing to do)."""
+        with contextlib.suppress(Exception):  # the file is dropped: an error closing it changes nothing
+            self._file.close()
+        self._out.discard()
 
 
 def _ttree_field(outer: str, inner: str) -> str:
@@ -227,6 +241,7 @@ class Analysis:
         return chunk[ttree_branch(collection, name)] if self.format == "ttree" else chunk[collection, name]
 
     def write(self, path: Path) -> None:
-        with uproot.recreate(path) as f:
+        """Write the histograms to `path`, whole or not at all (output.replacing)."""
+        with replacing(path) as partial, uproot.recreate(partial) as f:
             for name, h in self.hists.items():
                 f[name] = h
