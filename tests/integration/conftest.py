@@ -23,6 +23,11 @@ REPO = Path(__file__).resolve().parents[2]
 INVENTORY = REPO / "inventories" / "local"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that disturb the site (marker disruptive: a node restarted) run after all others, in their order."""
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+
+
 def ansible_playbook(
     playbook: str, *extra: str, check: bool = True, env_extra: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
