@@ -172,6 +172,7 @@ DEFAULT_DURATION = 20  # seconds a comparison's job runs
 INPUT_EVENTS = 5000  # events in the input file of analyze and storm
 STORM_FILES = 32  # a storm's readers read their own copies of the input, up to this many
 CHOS_NAME = re.compile(r"[a-z0-9_.-]{0,32}")
+PARTIAL = ".partial"  # an input in the making: <input>.partial, renamed onto <input> when whole
 
 
 @dataclass(frozen=True)
@@ -284,7 +285,7 @@ class JobSpec:
         """The command that makes the input (written to <input>.partial; the caller renames it when it is done)."""
         job = f"input-s{self.seed}-n{self.input_events}-{self.format}-{node}"
         size = ["--events", str(self.input_events), "--format", self.format]
-        out = ["--output", self.input_path(data_dir) + ".partial"]
+        out = ["--output", self.input_path(data_dir) + PARTIAL]
         return [workload_command(prefix), "simulate", "--job-id", job, "--seed", str(self.seed), *size, *out]
 
     def argv(self, job_id: str, jobs_dir: str = JOBS_DIR, data_dir: str = DATA_DIR, prefix: str = PREFIX) -> list[str]:

@@ -182,13 +182,13 @@ class _Console(Observer):
         self.bar: Progress | None = None
         self.unpublished = 0
 
-    def _stop_bar(self) -> None:
+    def stop_bar(self) -> None:
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
 
     def started(self, plan: Plan, attempt: int) -> Callable[[dict[str, float]], None]:
-        self._stop_bar()
+        self.stop_bar()
         total = float(plan.spec.events * plan.repeat) if plan.spec.events else None
         bar = Progress(
             TextColumn("{task.description}"),
@@ -210,12 +210,12 @@ class _Console(Observer):
         return show
 
     def measuring_again(self, plan: Plan, starved: dict[str, float]) -> None:
-        self._stop_bar()
+        self.stop_bar()
         shares = ", ".join(f"{node} got {share:.0%} of its CPU" for node, share in starved.items())
         self.console.print(f"[yellow]{plan.label} measured again:[/] starved ({shares})")
 
     def finished(self, comparison: Comparison) -> None:
-        self._stop_bar()
+        self.stop_bar()
         self.results.append(comparison)
         report.save(self.out, self.measured(), self.planned, complete=False)
         if not self.args.publish:
@@ -270,7 +270,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     try:
         todo.run(inventory, prom, REPO / ".testbed" / "logs", observer)
     except KeyboardInterrupt:
-        observer._stop_bar()
+        observer.stop_bar()
         measured = observer.measured()
         if measured:
             report.write_report(measured, tolerance=args.tolerance, out=out, planned=saved.planned)
@@ -280,7 +280,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
         )
         return 130
     finally:
-        observer._stop_bar()
+        observer.stop_bar()
     results = observer.measured()
     print_campaign(console, results, tolerance=args.tolerance)
     report.write_report(results, tolerance=args.tolerance, out=out, planned=saved.planned)

@@ -85,13 +85,13 @@ def prepare_script(spec: JobSpec, node: Node) -> str:
     if not contract.workload(spec.workload).reads_input:
         return ""
     first, *copies = spec.inputs(node.data_dir)
-    q = shlex.quote
-    make = shlex.join(spec.input_argv(node.name, node.data_dir, node.prefix))
-    lines = ["set -e", f"if [ ! -e {q(first)} ]; then {make} >/dev/null; mv {q(first + '.partial')} {q(first)}"]
-    lines[-1] += f"; echo made {q(first)}; fi"
-    for copy in copies:  # each reader its own file: no reader finds another's pages cached
-        part = q(copy + ".partial")
-        lines.append(f"if [ ! -e {q(copy)} ]; then cp {q(first)} {part}; mv {part} {q(copy)}; echo made {q(copy)}; fi")
+    make = shlex.join(spec.input_argv(node.name, node.data_dir, node.prefix)) + " >/dev/null"
+    # each reader its own copy: no reader finds another's pages cached
+    steps = [(first, make), *((c, f"cp {shlex.quote(first)} {shlex.quote(c + contract.PARTIAL)}") for c in copies)]
+    lines = ["set -e"]
+    for path, command in steps:
+        q, part = shlex.quote(path), shlex.quote(path + contract.PARTIAL)
+        lines.append(f"if [ ! -e {q} ]; then {command}; mv {part} {q}; echo made {q}; fi")
     return "\n".join(lines)
 
 
