@@ -48,7 +48,7 @@ ERROR_REASONS = (*command.REASONS, "parse")  # exported from the start, at 0
 KEY_LABELS = ("cluster", "user", "account", "partition")
 SECONDS = web.seconds(10 * 365 * 86400)  # the value type of the --sacct.* durations
 MAX_BYTES = 128 << 20  # --sacct.max-bytes: ~600k jobs of four lines; a larger site raises it or the lookback drops
-BYTES = web.byte_count(1 << 40)  # the value type of --sacct.max-bytes
+BYTES = web.count(1 << 40)  # the value type of --sacct.max-bytes
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
 # ASCII digits only ([0-9], not \d: '٣' is a digit to \d and to int()), at most 19 before the point: no figure is
 # beyond a float, and each is then bounded by contract.COUNT_MAX (bytes, seconds), so a counter never gets inf.

@@ -27,7 +27,9 @@ from magellan.contract import Progress, ProgressError, parse_proc_io, parse_proc
 
 LOG = logging.getLogger("magellan.job_exporter")
 # not_regular: an entry that is not a regular file of its own (a FIFO, a socket, a device, a directory, a symlink)
-ERROR_REASONS = (*contract.PROGRESS_ERRORS, "not_regular", "jobs_dir")  # exported from the start, at 0
+# too_many: more progress files than --jobs.max-files (the newest are read)
+ERROR_REASONS = (*contract.PROGRESS_ERRORS, "not_regular", "jobs_dir", "too_many")  # exported from the start, at 0
+MAX_FILES = 10_000  # --jobs.max-files: a week of jobs at the testbed's pace is a few hundred
 PROC_MAX_BYTES = 4096  # /proc/<pid>/stat is ~300 bytes and /proc/<pid>/io ~100: anything larger is not one
 # Never blocks (O_NONBLOCK: a FIFO's open returns at once), never follows a symlink at the last component
 # (O_NOFOLLOW: ELOOP), never takes a terminal as the controlling one.
@@ -72,13 +74,15 @@ def read_proc(path: Path) -> str:
 
 @dataclass(frozen=True)
 class JobFigures:
-    """What is exported for one job: the file, with CPU and I/O from /proc while the job runs."""
+    """What is exported for one job: the file, with CPU and I/O from /proc while the job runs, and its state
+    (the file's, or contract.LOST for a running record whose process is gone)."""
 
     progress: Progress
     cpu_seconds: float
     read_bytes: int
     write_bytes: int
     wall_seconds: float
+    state: str
 
 
 @dataclass
@@ -113,8 +117,10 @@ class JobCollector:
         clock: Callable[[], float] = time.time,
         clock_ticks: int | None = None,
         timer: Callable[[], float] = time.perf_counter,
+        max_files: int = MAX_FILES,
     ) -> None:
         self.paths = paths
+        self.max_files = max_files
         self.node = node
         self.platform = platform
         self.clock = clock
@@ -125,8 +131,9 @@ class JobCollector:
             {"node": node, "platform": platform},
             ERROR_REASONS,
             "the jobs directory",
-            "Unusable progress files (json, schema, field, read, not_regular) and failures to list the jobs directory "
-            "(jobs_dir) since the exporter started, by reason.",
+            "Unusable progress files (json, schema, field, read, not_regular), failures to list the jobs directory "
+            "(jobs_dir) and scrapes that read only the newest --jobs.max-files files (too_many) since the exporter "
+            "started, by reason.",
         )
         self._logged: dict[Path, int] = {}  # file -> mtime_ns last warned about
 
@@ -145,13 +152,18 @@ class JobCollector:
             return cpu, p.bytes_read, p.bytes_written
         return cpu, io.read_bytes, io.write_bytes
 
-    def _figures(self, p: Progress, now: float) -> JobFigures:
+    def _figures(self, path: Path, p: Progress, now: float) -> JobFigures:
         live = self._live(p) if p.state == contract.RUNNING else None
+        if p.state == contract.RUNNING and live is None:
+            # Gone, or it has just written its final record and exited: read the file again to tell which.
+            p = self._read(path)
+        state = contract.LOST if p.state == contract.RUNNING and live is None and self._live(p) is None else p.state
         cpu, rd, wr = live if live else (p.cpu_seconds, p.bytes_read, p.bytes_written)
         # /proc and getrusage round differently: never let a counter fall below what the file said.
         cpu, rd, wr = max(cpu, p.cpu_seconds), max(rd, p.bytes_read), max(wr, p.bytes_written)
-        end = now if p.finished_at is None else p.finished_at
-        return JobFigures(p, cpu, rd, wr, max(0.0, end - p.started_at))
+        # A lost job's wall time ends at its last sign of life.
+        end = p.updated_at if state == contract.LOST else now if p.finished_at is None else p.finished_at
+        return JobFigures(p, cpu, rd, wr, max(0.0, end - p.started_at), state)
 
     def _error(self, path: Path, reason: str, detail: str) -> None:
         """Count the error; warn once per file version (path and mtime)."""
@@ -180,10 +192,14 @@ class JobCollector:
             self.health.read(False, now)
             return Scrape(False, [], 0)
         self.health.read(True, now)
+        if len(files) > self.max_files:
+            self._error(self.paths.jobs, "too_many", f"{len(files)} progress files: reading the newest "
+                        f"{self.max_files} (--jobs.max-files); old ones are removed by systemd-tmpfiles")  # fmt: skip
+            files = sorted(self._newest(files))
         jobs, invalid = [], 0
         for f in files:
             try:
-                jobs.append(self._figures(self._read(f), now))
+                jobs.append(self._figures(f, self._read(f), now))
             except ProgressError as exc:
                 invalid += 1
                 self._error(f, exc.reason, str(exc))
@@ -195,6 +211,15 @@ class JobCollector:
         self._logged = {k: v for k, v in self._logged.items() if k in present}
         return Scrape(True, jobs, invalid)
 
+    def _newest(self, files: list[Path]) -> list[Path]:
+        def mtime(f: Path) -> int:
+            try:
+                return f.lstat().st_mtime_ns
+            except OSError:  # vanished: it is skipped at its read
+                return -1
+
+        return sorted(files, key=mtime, reverse=True)[: self.max_files]
+
     def collect(self) -> Iterator[Metric]:
         start = self.timer()
         s = self.scrape()
@@ -203,8 +228,8 @@ class JobCollector:
             p = j.progress
             labels = [self.node, self.platform, p.job_id, p.workload]
             families.add(_figures(j), labels)
-            families.state(METRICS["state"], "1 for the job's current state, 0 for the others.", contract.STATES,
-                           p.state, labels)  # fmt: skip
+            families.state(METRICS["state"], "1 for the job's current state, 0 for the others (lost: its record says "
+                           "running but its process is gone).", contract.EXPORTED_STATES, j.state, labels)  # fmt: skip
             info = "1 for each job; format: the event file's layout it wrote or read (rntuple, ttree; empty: none)."
             families.add([("gauge", contract.JOB_INFO, info, 1.0)], [*labels, p.format or ""], ("format",))
         yield from families
@@ -224,6 +249,10 @@ def _parser() -> argparse.ArgumentParser:
     defaults = Paths()
     p.add_argument("--path.procfs", dest="procfs", type=Path, default=defaults.procfs, help="(default: %(default)s)")
     p.add_argument("--path.jobs", dest="jobs", type=Path, default=defaults.jobs, help="(default: %(default)s)")
+    p.add_argument(
+        "--jobs.max-files", dest="max_files", type=web.count(10_000_000, "files"), default=MAX_FILES,
+        help="progress files read per scrape at most, the newest first (default: %(default)s)",
+    )  # fmt: skip
     web.add_node_flag(p)
     p.add_argument("--node.platform", dest="platform", type=web.label_value, default="unknown", help="platform label")
     p.add_argument(
@@ -239,7 +268,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = web.parse_args(_parser(), argv)
     paths = Paths(procfs=args.procfs, jobs=args.jobs)
-    collectors = [JobCollector(paths, args.node, args.platform)] if args.collector_job else []
+    collectors = [JobCollector(paths, args.node, args.platform, max_files=args.max_files)] if args.collector_job else []
     LOG.info(
         "jobs in %s, procfs %s, node=%s platform=%s, job collector %s",
         paths.jobs,

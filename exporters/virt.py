@@ -40,7 +40,7 @@ DOMAIN_LABELS = ("node", "domain", "hypervisor", "accel")
 HEADER = re.compile(r"^Domain: '(.*)'$")
 INDEXED = re.compile(r"(vcpu|block|net)\.([0-9]{1,9})\.(.+)")  # ASCII digits ('٣' is \d too); fullmatch
 MAX_BYTES = 16 << 20  # --virsh.max-bytes: domstats is ~3 KiB a domain, dumpxml ~10 KiB
-BYTES = web.byte_count(1 << 40)  # the value type of --virsh.max-bytes
+BYTES = web.count(1 << 40)  # the value type of --virsh.max-bytes
 NS_PER_S, KIB = 1e9, 1024
 
 

@@ -54,12 +54,12 @@ def seconds(maximum: float) -> Callable[[str], float]:
     return parse
 
 
-def byte_count(maximum: int) -> Callable[[str], int]:
-    """The value type of a size flag: a whole number of bytes from 1 to `maximum`, in ASCII digits."""
+def count(maximum: int, unit: str = "bytes") -> Callable[[str], int]:
+    """The value type of a size or count flag: a whole number of `unit` from 1 to `maximum`, in ASCII digits."""
 
     def parse(value: str) -> int:
         if not (value.isascii() and value.isdigit() and len(value) <= 19 and 0 < int(value) <= maximum):
-            raise argparse.ArgumentTypeError(f"{value!r}: expected a number of bytes from 1 to {maximum}")
+            raise argparse.ArgumentTypeError(f"{value!r}: expected a number of {unit} from 1 to {maximum}")
         return int(value)
 
     return parse

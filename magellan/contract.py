@@ -315,6 +315,11 @@ class JobSpec:
 SCHEMA = 1
 STATES = ("running", "finished", "failed")
 RUNNING, FINISHED, FAILED = STATES
+# Exported by the job exporter, never written in a file: a `running` record whose own process is gone (killed
+# outright: SIGKILL, the OOM killer, its node lost or restarted), so that a dead job does not look alive for ever.
+LOST = "lost"
+EXPORTED_STATES = (*STATES, LOST)
+FINAL_STATES = (FINISHED, FAILED, LOST)  # states a job never leaves
 PROGRESS_SUFFIX = ".json"
 PROGRESS_MAX_BYTES = 64 * 1024  # a progress file is ~500 bytes; anything this big is not one
 COUNT_MAX = 2**63 - 1  # integers beyond int64 are not counts (and break exposition)

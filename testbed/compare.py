@@ -171,10 +171,10 @@ def progress(prom: PromClient, run_id: str) -> dict[str, float]:
 def wait_final(
     prom: PromClient, plan: Plan, run_id: str, timeout: float = 90.0, skip: Collection[tuple[str, int]] = ()
 ) -> set[str]:
-    """Wait until Prometheus has scraped every job in a final state (finished or failed); return the jobs that did
-    not get there in time. Runs in skip never started a job (their submission failed): nothing to wait for."""
+    """Wait until Prometheus has scraped every job in a final state (finished, failed or lost); return the jobs that
+    did not get there in time. Runs in skip never started a job (their submission failed): nothing to wait for."""
     wanted = plan.job_ids(run_id, skip)
-    final = f'state=~"{contract.FINISHED}|{contract.FAILED}"'
+    final = f'state=~"{"|".join(contract.FINAL_STATES)}"'
     expr = f"{M['state']}{{{_of_run(run_id, final)}}} == 1"
     done: set[str] = set()
 
@@ -199,8 +199,12 @@ def measure(
         return _values(prom, f"last_over_time({metric}{{{_of_run(run_id)}}}[1h])")
 
     events, wall, cpu, read = (last(M[k]) for k in ("events", "wall", "cpu", "read"))
-    failed_state = f'state="{contract.FAILED}"'
-    failed = _values(prom, f"{M['state']}{{{_of_run(run_id, failed_state)}}} == 1")
+
+    def in_state(state: str) -> dict[str, float]:
+        matcher = 'state="' + state + '"'
+        return _values(prom, f"{M['state']}{{{_of_run(run_id, matcher)}}} == 1")
+
+    failed, lost = in_state(contract.FAILED), in_state(contract.LOST)
     cpus = _values(prom, contract.NODE_PROFILE_CPUS, key="node")
     read_bps = _values(prom, contract.NODE_PROFILE_READ_BPS, key="node")
     virtual = virtual_nodes(prom)
@@ -213,6 +217,11 @@ def measure(
             why = failures.get((node.name, rep))
             if why is None and any(j in failed for j in jobs):
                 why = f"the job failed: see its progress file in {node.jobs_dir} on {node.name}"
+            if why is None and any(j in lost for j in jobs):
+                why = (
+                    f"the job's process on {node.name} is gone without a final record (killed outright: SIGKILL, "
+                    "the OOM killer, or the node lost or restarted)"
+                )
             if why is None and any(j not in events or j not in wall for j in jobs):
                 why = f"Prometheus has no figures for {', '.join(j for j in jobs if j not in events)}"
             if why is not None:

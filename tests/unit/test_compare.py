@@ -132,6 +132,22 @@ def test_wait_final_returns_the_jobs_that_never_ended(live_prometheus: Callable[
     assert time.monotonic() - start < 15
 
 
+def test_a_job_killed_outright_is_final_and_its_run_failed_with_why(
+    tmp_path: Path, live_prometheus: Callable[[list[str]], PromClient]
+) -> None:
+    """A record left `running` by a process that is gone (SIGKILL, the OOM killer, a node lost): the exporter says
+    lost, the comparison stops waiting for it and records that run as failed, saying why; the other run counts."""
+    lost = {**progress(f"{RUN}-r1-n1", 500, 5.0, 5.0), "state": "running", "finished_at": None}
+    targets = serve(tmp_path, {"n1": [progress(f"{RUN}-r0-n1", 3000, 30.0, 29.0), lost]})
+    prom = live_prometheus(next(targets))
+    plan = compare.Plan([Node("n1", "127.0.0.1", "test")], JobSpec(duration=30), repeat=2)
+    assert compare.wait_final(prom, plan, RUN, timeout=30) == set()
+    (result,) = compare.measure(prom, plan, RUN)
+    assert result.runs == [100.0, None] and result.events == 3000
+    assert "gone without a final record" in result.failed["1"] and "OOM killer" in result.failed["1"]
+    targets.close()
+
+
 STORM_RUN = "cmp-20261125T040000-storm-n2"
 
 

@@ -207,12 +207,56 @@ def test_reused_pid_is_not_mistaken_for_the_job() -> None:
     text = exposition(collector())  # pid 22405 is alive, but with another start time: the file's figures
     assert sample(text, "magellan_job_cpu_seconds_total", job_id="sim-reused-pid") == 0.25
     assert sample(text, "magellan_job_read_bytes_total", job_id="sim-reused-pid") == RUNNING["bytes_read"]
+    assert sample(text, "magellan_job_state", job_id="sim-reused-pid", state="lost") == 1
 
 
-def test_vanished_process_reports_the_files_figures_and_wall_until_now() -> None:
+def test_a_job_whose_process_is_gone_is_lost_with_the_files_figures_and_wall_to_its_last_record() -> None:
+    vanished = json.loads((FIX / "jobs" / "sim-vanished.json").read_text())
     text = exposition(collector())
     assert sample(text, "magellan_job_cpu_seconds_total", job_id="sim-vanished") == 1.5
-    assert sample(text, "magellan_job_wall_seconds", job_id="sim-vanished") == pytest.approx(10.0)
+    assert sample(text, "magellan_job_wall_seconds", job_id="sim-vanished") == pytest.approx(
+        vanished["updated_at"] - vanished["started_at"]
+    )
+    assert sample(text, "magellan_job_state", job_id="sim-vanished", state="lost") == 1
+    assert sample(text, "magellan_job_state", job_id="sim-vanished", state="running") == 0
+    assert sample(text, "magellan_job_state", job_id="sim-running", state="lost") == 0  # its process is alive
+
+
+def test_a_job_that_ends_between_the_read_and_the_proc_check_is_not_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job writes its final record, then exits: read while running, checked after the exit, it is finished."""
+    jobs = fixture_copy(tmp_path, "sim-vanished.json")
+    final = {**json.loads((jobs / "sim-vanished.json").read_text()), "state": "finished", "finished_at": NOW - 1}
+    c = collector(jobs)
+    read = c._read
+
+    def read_then_finish(path: Path) -> object:
+        p = read(path)
+        path.write_text(json.dumps(final))  # what the job writes just before it exits
+        return p
+
+    monkeypatch.setattr(c, "_read", read_then_finish)
+    text = exposition(c)
+    assert sample(text, "magellan_job_state", job_id="sim-vanished", state="finished") == 1
+    assert sample(text, "magellan_job_state", job_id="sim-vanished", state="lost") == 0
+    assert sample(text, "magellan_job_wall_seconds", job_id="sim-vanished") == pytest.approx(
+        final["finished_at"] - final["started_at"]
+    )
+
+
+def test_more_files_than_max_files_reads_the_newest_and_counts_it(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    for i in range(5):
+        f = jobs / f"sim-{i}.json"
+        f.write_text(json.dumps({**RUNNING, "job_id": f"sim-{i}"}))
+        os.utime(f, ns=(10**18 + i, 10**18 + i))
+    c = JobCollector(Paths(procfs=FIX / "proc", jobs=jobs), "node1", "bare-metal", clock=lambda: NOW, max_files=3)
+    text = exposition(c)
+    assert {f"sim-{i}" for i in range(5) if f'job_id="sim-{i}"' in text} == {"sim-2", "sim-3", "sim-4"}
+    assert sample(text, "magellan_job_scrape_errors_total", reason="too_many") == 1
+    assert sample(text, "magellan_job_progress_files") == 3
 
 
 def test_finished_and_failed_jobs_keep_their_final_figures() -> None:
