@@ -182,15 +182,36 @@ def file_format(path: Path, f: Any) -> str:
     return fmt
 
 
+def _depth(fmt: str, name: str) -> int:
+    """How deep a column of branches(fmt) is: 1 for one number per event, 2 for a list of them per event."""
+    flat = name in SUMMARY or (fmt == "ttree" and name in {ttree_counter(c) for c in COLLECTIONS})
+    return 1 if flat else 2
+
+
 def check_columns(path: Path, fmt: str, chunk: Any) -> None:
-    """RootFileError unless a chunk read from `path` holds every column of the events (branches(fmt)). It looks
-    at the chunk's fields, not at the file's metadata: listing an RNTuple's keys costs a few ms at every pass."""
-    names = set(chunk.fields)
+    """RootFileError unless a chunk read from `path` holds every column of the events (branches(fmt)), each of
+    numbers and as deep as the events' (a number or a list of numbers per event). It looks at the chunk, not at the
+    file's metadata: listing an RNTuple's keys costs a few ms at every pass."""
+    columns = {name: chunk[name] for name in chunk.fields}
     if fmt == "rntuple":
-        names |= {f"{c}.{name}" for c in COLLECTIONS if c in names for name in ak.fields(chunk[c])}
-    missing = sorted(set(branches(fmt)) - names)
+        for c in COLLECTIONS:
+            if c in columns and columns[c].ndim == 2 and ak.fields(columns[c]):
+                columns |= {f"{c}.{name}": columns[c][name] for name in ak.fields(columns[c])}
+    missing = sorted(set(branches(fmt)) - set(columns))
     if missing:
         raise RootFileError(f"{path}: '{TREE}' ({fmt}) lacks {', '.join(missing)}: not written by simulate --output")
+    for name in branches(fmt):
+        column, depth = columns[name], _depth(fmt, name)
+        leaf = ak.type(column).content  # the type of one event's value
+        for _ in range(depth - 1):
+            leaf = getattr(leaf, "content", leaf)
+        numeric = isinstance(leaf, ak.types.NumpyType) and np.issubdtype(np.dtype(leaf.primitive), np.number)
+        if column.ndim != depth or not numeric:
+            want = "a number" if depth == 1 else "a list of numbers"
+            raise RootFileError(
+                f"{path}: '{TREE}' ({fmt}) column {name} holds {ak.type(column).content} per event, not {want}: "
+                "not written by simulate --output"
+            )
 
 
 @dataclass

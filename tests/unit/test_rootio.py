@@ -196,6 +196,20 @@ def test_an_events_object_of_another_kind_or_without_the_branches_is_named(tmp_p
         assert str(path) in str(err.value)
 
 
+def test_a_column_of_the_wrong_shape_or_kind_is_named(tmp_path: Path) -> None:
+    """Every column present, but a list per event where a number is expected (a number where a list is expected:
+    test_workload_faults's misshapen file)."""
+    jagged = tmp_path / "jagged.root"
+    columns: dict[str, Any] = {name: np.zeros(3, np.int32) for name in SUMMARY}
+    columns |= {c: ak.zip({n: ak.Array([[0.0], [], [1.0]]) for n, _ in fields}) for c, fields in COLLECTIONS.items()}
+    columns["met"] = ak.Array([[1.0], [2.0, 3.0], []])
+    with uproot.recreate(jagged) as f:
+        f["events"] = columns  # uproot writes each collection as a counter and counted branches (its TTree layout)
+    with pytest.raises(RootFileError, match=re.escape("column met holds var * float64 per event, not a number")) as err:
+        list(Analysis().chunks(jagged))
+    assert str(jagged) in str(err.value)
+
+
 def test_inputs_of_two_formats_are_refused(both: dict[str, Path]) -> None:
     analysis = Analysis()
     for chunk in analysis.chunks(both["rntuple"]):
