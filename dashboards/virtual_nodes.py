@@ -4,6 +4,7 @@ node runs simulate next to bare metal."""
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
+from grafana_foundation_sdk.builders.common import ReduceDataOptions
 
 from dashboards.common import (
     RATE,
@@ -149,10 +150,12 @@ def build() -> dashboard.Dashboard:
         stat_panel(
             "virsh errors in the time range",
             "Failed virsh runs and unusable output over the dashboard's time range, all reasons together (not "
-            f"found, exec, timeout, exit status, parse, dumpxml; {ERRORS}{{reason}} tells them apart). Should be 0.",
+            f"found, exec, timeout, exit status, parse, dumpxml; {ERRORS}{{reason}} tells them apart). Should be 0. "
+            "Grafana computes it as the Delta of the error counters over the range (an exporter's restart counts as "
+            "new errors).",
             "short",
-            [target(f"sum(increase({ERRORS}{{{SELECTOR}}}[$__range]))", "errors")],
-        )
+            [target(f"sum({ERRORS}{{{SELECTOR}}})", "errors")],
+        ).reduce_options(ReduceDataOptions().calcs(["delta"]).values(False))
     )
     d = d.with_panel(
         stat_panel(
