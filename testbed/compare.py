@@ -124,23 +124,30 @@ def start_jobs(
 
 
 def failed_hosts(output: str, hosts: list[str]) -> dict[str, str]:
-    """Host -> why, for every host of the batch whose workload run failed, from ansible.posix.json's output.
+    """Host -> why, for every host of the batch whose workload run failed, from ansible.posix.json's output: the
+    last task that failed on it (an ignored failure before it, such as a lost node's unreadable output, is not why).
 
     Output that is not that JSON (ansible-playbook itself failed) fails every host of the batch; other callbacks'
     lines after the JSON document (profile_tasks) are ignored."""
     try:
-        plays = play_result(output)["plays"]
+        doc = play_result(output)
     except ValueError:
         tail = " ".join(output.strip().splitlines()[-3:])[-500:]
         return {h: f"ansible-playbook gave no result ({tail or 'no output'})" for h in hosts}
-    failed: dict[str, str] = {}
-    for play in plays:
+    last: dict[str, str] = {}
+    for play in doc["plays"]:
         for task in play.get("tasks", []):
             for host, result in task.get("hosts", {}).items():
-                if (result.get("failed") or result.get("unreachable")) and host not in failed:
+                if result.get("failed") or result.get("unreachable"):
                     msg = " ".join(str(result.get("msg", "")).split())
-                    failed[host] = f"{task.get('task', {}).get('name', 'a task')}: {msg}"[:800]
-    return failed
+                    last[host] = f"{task.get('task', {}).get('name', 'a task')}: {msg}"[:800]
+    stats = doc.get("stats", {})
+
+    def stopped(host: str) -> bool:  # ignored failures count as "ignored" there, not as failures
+        counts = stats.get(host)
+        return not isinstance(counts, dict) or counts.get("failures", 0) + counts.get("unreachable", 0) > 0
+
+    return {host: why for host, why in last.items() if stopped(host)}
 
 
 def _values(prom: PromClient, expr: str, key: str = "job_id") -> dict[str, float]:

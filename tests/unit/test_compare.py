@@ -184,10 +184,14 @@ def test_a_storm_sums_its_readers_and_a_failed_run_is_left_out(
 
 
 def test_failed_hosts_from_a_real_ansible_json_result(tmp_path: Path) -> None:
-    """ansible.posix.json's output of a play in which one host fails an assert: the reason names the task."""
+    """ansible.posix.json's output of a play in which one host fails an assert after an ignored failure, another
+    only an ignored one: the reason names the task that stopped the host; the other did not fail."""
     book = tmp_path / "play.yml"
     book.write_text(
         "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - name: Read the end of the job's output\n"
+        "      ansible.builtin.fail:\n        msg: Connection timed out\n"
+        "      ignore_errors: true\n"
         "    - name: Stop when the job did not complete\n"
         "      ansible.builtin.assert:\n"
         "        that: inventory_hostname != 'n2'\n"
