@@ -51,11 +51,23 @@ class Inventory:
         site = {k: str(hv[var]) for k in ("jobs_dir", "data_dir", "prefix") if (var := contract.site_var(k)) in hv}
         return Node(host, address, str(hv.get("testbed_platform", "unknown")), dict(profile), **site)
 
-    def prometheus_url(self, port: int = contract.PORTS["prometheus"]) -> str:
+    def port(self, host: str, service: str) -> int:
+        """The port of `service` (a key of contract.PORTS) as the site's magellan_ports gives it to `host`: what the
+        roles configured there, an inventory's override included."""
+        ports = self.hostvars.get(host, {}).get(contract.site_var("ports"), contract.PORTS)
+        value = ports.get(service, contract.PORTS[service]) if isinstance(ports, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+            raise InventoryError(
+                f"{contract.site_var('ports')}.{service} of {host} in inventory {self.path} is {value!r}: give a "
+                "TCP port (1-65535) as a number"
+            )
+        return value
+
+    def prometheus_url(self) -> str:
         servers = self.groups.get("prometheus", [])
         if len(servers) != 1:
             raise InventoryError(f"inventory {self.path} needs exactly one host in group 'prometheus'")
-        return f"http://{self.node(servers[0]).address}:{port}"
+        return f"http://{self.node(servers[0]).address}:{self.port(servers[0], 'prometheus')}"
 
 
 def _collect_groups(data: dict[str, Any], name: str, seen: set[str]) -> list[str]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from magellan import contract
 from testbed.inventory import InventoryError, ansible_env, load_inventory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,6 +34,20 @@ def test_example_site_inventory_parses() -> None:
     inv = load_inventory(REPO / "inventories" / "example-site")
     assert "podman_nodes" not in inv.groups or not inv.groups["podman_nodes"]
     assert len(inv.nodes("workload_nodes")) == 3
+
+
+def test_prometheus_url_follows_the_sites_port(tmp_path: Path) -> None:
+    """A site that moves Prometheus (magellan_ports in its group_vars, as the roles read it) is reached there."""
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  children:\n    prometheus:\n      hosts:\n        p1: {ansible_host: 10.0.0.5}\n"
+    )
+    (tmp_path / "group_vars").mkdir()
+    ports = {**contract.PORTS, "prometheus": 19090}
+    (tmp_path / "group_vars" / "all.yml").write_text(f"magellan_ports: {json.dumps(ports)}\n")
+    assert load_inventory(tmp_path).prometheus_url() == "http://10.0.0.5:19090"
+    (tmp_path / "group_vars" / "all.yml").write_text("magellan_ports: {prometheus: ninety}\n")
+    with pytest.raises(InventoryError, match=r"magellan_ports.prometheus of p1 .* is 'ninety': give a TCP port"):
+        load_inventory(tmp_path).prometheus_url()
 
 
 def test_unknown_group_lists_the_known_ones() -> None:
