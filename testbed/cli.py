@@ -12,9 +12,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from dashboards import lint as dashboards_lint
 from magellan import contract
 from magellan.contract import ContractError, JobSpec
-from testbed import analysis, compare, report
+from testbed import analysis, compare, grafana, report
 from testbed.campaign import Campaign, Observer
 from testbed.compare import Plan
 from testbed.inventory import Inventory, InventoryError, load_inventory
@@ -119,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--reference", help="node the others are compared to (default: the largest CPU profile)")
     c.add_argument(
-        "--prometheus-url", help=f"default: the inventory's prometheus host, port {contract.PORTS['prometheus']}"
+        "--prometheus-url", help="default: the inventory's prometheus host, at its magellan_ports.prometheus"
     )
     c.add_argument(
         "--reports-dir",
@@ -151,7 +152,19 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="write the report of a campaign's directory again (also of an interrupted one)")
     r.add_argument("directory", type=Path, help="a campaign's report directory (reports/<time>-campaign)")
     r.add_argument("--tolerance", type=_tolerance, default=15.0, help="known-answer check, in %% (default 15)")
+    d = sub.add_parser("dashboards", help="the generated Grafana dashboards: check them, push them into a Grafana")
+    dsub = d.add_subparsers(dest="dashboards_command", required=True)
+    push = dsub.add_parser("push", allow_abbrev=False, help="push them into a running Grafana, by uid, idempotently")
+    grafana.add_push_arguments(push)
+    lint = dsub.add_parser("lint", help="check datasources, rate windows, units, descriptions and metric names")
+    lint.add_argument("directory", nargs="?", type=Path, default=dashboards_lint.GENERATED)
     return p
+
+
+def _dashboards(args: argparse.Namespace, console: Console) -> int:
+    if args.dashboards_command == "lint":
+        return dashboards_lint.main([str(args.directory)])
+    return grafana.run_push(args, lambda line: console.print(line, markup=False, highlight=False))
 
 
 def _campaign(args: argparse.Namespace, inventory: Inventory) -> Campaign:
@@ -316,8 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     # A report table is wide: do not squeeze it into 80 columns when the output is a pipe or a CI log.
     console = Console(width=None if sys.stdout.isatty() else 200)
     try:
-        return _report(args, console) if args.command == "report" else _compare(args, console)
-    except (InventoryError, PromError, compare.CompareError, report.ReportError) as exc:
+        run = {"report": _report, "dashboards": _dashboards}.get(args.command, _compare)
+        return run(args, console)
+    except (InventoryError, PromError, compare.CompareError, report.ReportError, grafana.GrafanaError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 1
     except KeyboardInterrupt:
