@@ -69,10 +69,27 @@ def site_var(name: str) -> str:
     return f"magellan_{name}"
 
 
+# The host variables that give a node's address on the site network, the first one set winning, else its inventory
+# name: the exporters and Prometheus listen there (not on every interface), Prometheus scrapes it, the controller
+# reaches the node there.
+SITE_ADDRESS_VARS = ("testbed_address", "ansible_host")
+
+
+def site_address(hostvars: Mapping[str, Any], name: str) -> str:
+    """A node's address on the site network from its host variables (SITE_ADDRESS_VARS), as the controller sees it."""
+    return next((str(hostvars[v]) for v in SITE_ADDRESS_VARS if hostvars.get(v)), name)
+
+
 def site_vars() -> dict[str, Any]:
     """The site's shared variables as Ansible sees them (plugins/vars/magellan_contract.py): one per fact, read by
-    every role that needs it. An inventory's group_vars override them."""
-    return {site_var(k): v for k, v in SITE_DIRS.items()} | {site_var("ports"): dict(PORTS)}
+    every role that needs it. An inventory's group_vars override them. magellan_site_address is an expression that
+    Ansible evaluates per host (site_address's rule)."""
+    address = " | ".join([SITE_ADDRESS_VARS[0], *(f"default({v})" for v in SITE_ADDRESS_VARS[1:])])
+    return (
+        {site_var(k): v for k, v in SITE_DIRS.items()}
+        | {site_var("ports"): dict(PORTS)}
+        | {site_var("site_address"): "{{ " + address + " | default(inventory_hostname) }}"}
+    )
 
 
 class ContractError(ValueError):

@@ -46,7 +46,7 @@ class Inventory:
 
     def node(self, host: str) -> Node:
         hv = self.hostvars.get(host, {})
-        address = str(hv.get("testbed_address") or hv.get("ansible_host") or host)
+        address = contract.site_address(hv, host)
         profile = hv.get("testbed_node_profile") or {}
         site = {k: str(hv[var]) for k in ("jobs_dir", "data_dir", "prefix") if (var := contract.site_var(k)) in hv}
         return Node(host, address, str(hv.get("testbed_platform", "unknown")), dict(profile), **site)

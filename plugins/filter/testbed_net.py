@@ -1,5 +1,5 @@
 """Network helpers for the playbooks: subnet membership and overlap, hosts of a subnet, guests' MAC addresses, the
-connection that moves big files."""
+connection that moves big files, where a node reaches its own service."""
 
 from __future__ import annotations
 
@@ -63,6 +63,13 @@ def testbed_bulk_connection(host_vars: Any) -> str:
     return "ansible.builtin.ssh" if connection in ("ssh", "mitogen_ssh") else connection
 
 
+def testbed_local_endpoint(listen_address: str) -> str:
+    """host:port at which a node reaches its own service listening on listen_address ([host]:port): the host it
+    listens on, or 127.0.0.1 when that is every interface (empty, 0.0.0.0, [::])."""
+    host, _, port = listen_address.rpartition(":")
+    return f"{'127.0.0.1' if host in ('', '0.0.0.0', '[::]') else host}:{port}"
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -73,4 +80,5 @@ class FilterModule:
             "testbed_subnet_prefix": testbed_subnet_prefix,
             "testbed_mac": testbed_mac,
             "testbed_bulk_connection": testbed_bulk_connection,
+            "testbed_local_endpoint": testbed_local_endpoint,
         }

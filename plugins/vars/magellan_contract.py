@@ -1,7 +1,8 @@
 """Vars plugin magellan_contract: every host gets the site's shared variables from magellan.contract.site_vars().
 
-The variables are magellan_prefix, magellan_jobs_dir, magellan_data_dir, magellan_textfile_dir and magellan_ports
-(a mapping of service name to TCP port). Roles read these, never a copy of their own, so that the workload that
+The variables are magellan_prefix, magellan_jobs_dir, magellan_data_dir, magellan_textfile_dir, magellan_ports
+(a mapping of service name to TCP port) and magellan_site_address (an expression: each host's address on the site
+network, where its exporters listen and Prometheus scrapes them). Roles read these, never a copy of their own, so that the workload that
 writes a progress file and the exporter that reads it agree on the directory, and Prometheus on the ports. Those
 roles depend on roles/magellan_site, which stops a run without this plugin, naming the missing variables.
 
@@ -44,7 +45,8 @@ name: magellan_contract
 short_description: The site's shared directories and ports (magellan_*) from magellan.contract
 description:
   - Gives the group all the variables of magellan.contract.site_vars() (magellan_prefix, magellan_jobs_dir,
-    magellan_data_dir, magellan_textfile_dir, magellan_ports), below everything an inventory sets.
+    magellan_data_dir, magellan_textfile_dir, magellan_ports, magellan_site_address), below everything an inventory
+    sets.
 requirements:
   - Enabled in configuration (vars_plugins_enabled).
   - The project's package magellan, installed in the controller's Python or found at this repository's root.

@@ -141,3 +141,28 @@ def test_old_chos_archives_are_pruned(site: Inventory, tmp_path: Path) -> None:
     finally:
         for path in planted:
             path.unlink(missing_ok=True)
+
+
+# Each node's monitoring services, by their key in magellan_ports (inventories/local/hosts.yml's groups).
+SERVICES = {
+    "head": ("prometheus", "node_exporter", "accounting_exporter"),
+    "compute1": ("node_exporter", "job_exporter"),
+    "hv1": ("node_exporter", "virt_exporter"),
+    "vm1": ("node_exporter", "job_exporter"),
+}
+
+
+def test_monitoring_listens_on_the_site_address_only(site: Inventory) -> None:
+    """Prometheus and every exporter listen on their node's site address (magellan_site_address), not on every
+    interface: `ss` on the node lists exactly that one listener for each port."""
+    wrong = {}
+    for host, services in SERVICES.items():
+        out = node_shell(site, host, "ss -Hltn")
+        assert out.returncode == 0, (host, out.stderr)
+        listening = [line.split()[3] for line in out.stdout.splitlines() if len(line.split()) > 3]
+        for service in services:
+            port = site.port(host, service)
+            found = sorted(a for a in listening if a.rsplit(":", 1)[1] == str(port))
+            if found != [f"{site.node(host).address}:{port}"]:
+                wrong[f"{host} {service}"] = found
+    assert not wrong, f"listeners not (only) on the site address: {wrong}"

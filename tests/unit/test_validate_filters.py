@@ -48,3 +48,12 @@ def test_big_files_go_by_ansibles_own_ssh() -> None:
     assert net.testbed_bulk_connection({"ansible_connection": "ssh"}) == "ansible.builtin.ssh"
     assert net.testbed_bulk_connection({"ansible_connection": "podman"}) == "podman"
     assert net.testbed_bulk_connection({"ansible_connection": "local"}) == "local"
+
+
+def test_local_endpoint_is_where_the_node_reaches_its_own_service() -> None:
+    assert net.testbed_local_endpoint("10.213.7.11:9810") == "10.213.7.11:9810"  # the site address it listens on
+    assert net.testbed_local_endpoint(":9810") == "127.0.0.1:9810"  # every interface
+    assert net.testbed_local_endpoint("0.0.0.0:9100") == "127.0.0.1:9100"
+    assert net.testbed_local_endpoint("[::]:9090") == "127.0.0.1:9090"
+    assert net.testbed_local_endpoint("[fd00::5]:9812") == "[fd00::5]:9812"
+    assert net.testbed_local_endpoint("head:9811") == "head:9811"

@@ -64,9 +64,12 @@ def test_services(host):
         assert svc.is_enabled, name
 
 
-def test_sockets(host):
+def test_sockets_on_the_site_address_only(host):
+    # The scenario's site address is 127.0.0.1 (testbed_address in molecule.yml): each service listens there only.
     for port in (contract.PORTS[name] for name in ("prometheus", "node_exporter", "job_exporter")):
-        assert host.socket(f"tcp://0.0.0.0:{port}").is_listening or host.socket(f"tcp://:::{port}").is_listening
+        assert host.socket(f"tcp://127.0.0.1:{port}").is_listening, port
+        assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening, port
+        assert not host.socket(f"tcp://:::{port}").is_listening, port
 
 
 def test_every_target_is_up(host):

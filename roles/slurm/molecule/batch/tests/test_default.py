@@ -100,7 +100,8 @@ def test_users_have_an_account(host, user):
     assert "atlas" in out.split()
 
 
-SCRAPE = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9811/metrics').read().decode())"
+# The exporter listens on the head's site address (magellan_site_address: here its name, which podman resolves).
+SCRAPE = "import urllib.request; print(urllib.request.urlopen('http://molecule-head:9811/metrics').read().decode())"
 
 
 PHYSICIST_CPU = re.compile(r'magellan_accounting_cpu_seconds_total\{[^}]*user="physicist"[^}]*\} [1-9]')
