@@ -2,8 +2,9 @@
 
 The variables are magellan_prefix, magellan_jobs_dir, magellan_data_dir, magellan_textfile_dir, magellan_ports
 (a mapping of service name to TCP port) and magellan_site_address (an expression: each host's address on the site
-network, where its exporters listen and Prometheus scrapes them). Roles read these, never a copy of their own, so that the workload that
-writes a progress file and the exporter that reads it agree on the directory, and Prometheus on the ports. Those
+network, where its exporters listen and Prometheus scrapes them). Roles read these, never a copy of their own, so
+that the workload that writes a progress file and the exporter that reads it agree on the directory, and
+Prometheus on the ports. Those
 roles depend on roles/magellan_site, which stops a run without this plugin, naming the missing variables.
 
 Enabled by this repository's ansible.cfg and by molecule/base.yml (molecule runs roles with an inventory of its
