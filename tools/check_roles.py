@@ -54,12 +54,19 @@ class Finding:
         return f"roles/{self.role}: {self.subject}: {self.message}"
 
 
+class RoleFileError(ValueError):
+    """A role file that is not YAML; the message names the file and where it stops parsing."""
+
+
 def load(path: Path) -> Any:
-    """The YAML document at path, or None when there is no such file."""
+    """The YAML document at path, or None when there is no such file; RoleFileError when it does not parse."""
     if not path.is_file():
         return None
     with path.open() as f:
-        return yaml.load(f, Loader=_Loader)  # a SafeLoader with tags read as plain values
+        try:
+            return yaml.load(f, Loader=_Loader)  # a SafeLoader with tags read as plain values
+        except yaml.YAMLError as exc:
+            raise RoleFileError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
 
 
 def same(a: Any, b: Any) -> bool:
@@ -192,7 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.roles.is_dir():
         parser.error(f"{args.roles} is not a directory of roles")
-    findings = check(args.roles)
+    try:
+        findings = check(args.roles)
+    except RoleFileError as exc:
+        print(f"check_roles: {exc}", file=sys.stderr)
+        return 1
     for finding in findings:
         print(finding)
     if findings:

@@ -138,6 +138,13 @@ def test_messages_say_what_to_do(tmp_path: Path) -> None:
     assert "make the documented default the defaults file's value" in out
 
 
+def test_a_file_that_is_not_yaml_is_named_without_a_traceback(tmp_path: Path) -> None:
+    make_role(tmp_path, specs=SPECS.replace("description: The port.}", "description: The port: 9810.}"))
+    proc = run(tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "demo/meta/argument_specs.yml: not valid YAML (" in proc.stderr and "line 6" in proc.stderr
+
+
 def test_this_repositorys_roles_agree() -> None:
     proc = run(ROOT / "roles")
     assert proc.returncode == 0, proc.stdout + proc.stderr
