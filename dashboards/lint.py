@@ -269,6 +269,7 @@ def emitted_metrics() -> dict[str, str]:
     sources = {
         "tests/fixtures/job/golden.prom": (FIXTURES / "job" / "golden.prom").read_text(),
         "tests/fixtures/virsh/golden.prom": (FIXTURES / "virsh" / "golden.prom").read_text(),
+        "tests/fixtures/storage/golden-procfs.prom": (FIXTURES / "storage" / "golden-procfs.prom").read_text(),
         "roles/node_exporter/templates/magellan_profile.prom.j2": (
             REPO / "roles" / "node_exporter" / "templates" / "magellan_profile.prom.j2"
         ).read_text(),

@@ -23,12 +23,23 @@ class CommandError(Exception):
 
 
 def run(argv: list[str], timeout: float, name: str, install: str, max_bytes: int, max_flag: str) -> str:
-    """stdout of `argv` run in the C locale (bytes that are not UTF-8 become U+FFFD), or CommandError. `name` says
-    which run in messages ("virsh domstats"), `install` how to get the program ("install libvirt-clients or set
-    --virsh.path"). At most `max_bytes` of stdout are taken: a run that prints more is killed and refused
-    (too_large; `max_flag` is the option that raises the limit), never cut short into output that would look
-    complete. On a timeout or too_large the whole process group is killed: a tool's helpers (ssh for a remote
-    libvirt) go with it."""
+    """stdout of a run of `argv` that exits 0 (run_status), or CommandError (exit_status: any other status)."""
+    returncode, out, err = run_status(argv, timeout, name, install, max_bytes, max_flag)
+    if returncode != 0:
+        raise CommandError("exit_status", f"{name} exited {returncode}: {err}")
+    return out
+
+
+def run_status(
+    argv: list[str], timeout: float, name: str, install: str, max_bytes: int, max_flag: str
+) -> tuple[int, str, str]:
+    """Exit status, stdout and the start of stderr (stripped, 500 characters) of `argv` run in the C locale
+    (bytes that are not UTF-8 become U+FFFD), whatever the status (a tool such as smartctl reports through its exit
+    bits and still prints its output), or CommandError. `name` says which run in messages ("virsh domstats"),
+    `install` how to get the program ("install libvirt-clients or set --virsh.path"). At most `max_bytes` of stdout
+    are taken: a run that prints more is killed and refused (too_large; `max_flag` is the option that raises the
+    limit), never cut short into output that would look complete. On a timeout or too_large the whole process group
+    is killed: a tool's helpers (ssh for a remote libvirt) go with it."""
     try:
         proc = subprocess.Popen(
             argv,
@@ -61,10 +72,8 @@ def run(argv: list[str], timeout: float, name: str, install: str, max_bytes: int
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
-    if returncode != 0:
-        message = err.decode("utf-8", errors="replace").strip()[:500]
-        raise CommandError("exit_status", f"{name} exited {returncode}: {message}")
-    return out.decode("utf-8", errors="replace")
+    message = err.decode("utf-8", errors="replace").strip()[:500]
+    return returncode, out.decode("utf-8", errors="replace"), message
 
 
 def _read(proc: subprocess.Popen[bytes], deadline: float, max_bytes: int) -> tuple[bytes, bytes]:

@@ -42,7 +42,7 @@ PORTS: Mapping[str, int] = {
     "job_exporter": 9810,
     "accounting_exporter": 9811,
     "virt_exporter": 9812,
-    "storage_exporter": 9813,  # reserved
+    "storage_exporter": 9813,
     "infiniband_exporter": 9814,  # reserved
 }
 
@@ -518,7 +518,7 @@ def exporter_scrape_errors(exporter: str) -> str:
     return f"magellan_{exporter}_scrape_errors"
 
 
-EXPORTERS = ("job", "accounting", "virt")  # magellan-<name>-exporter; each reports exporter_up and scrape_errors
+EXPORTERS = ("job", "accounting", "virt", "storage")  # magellan-<name>-exporter; each has exporter_up, scrape_errors
 
 JOB_METRICS: Mapping[str, str] = {  # role -> the job exporter's series (the comparison reads them back)
     "events": "magellan_job_events_processed_total",

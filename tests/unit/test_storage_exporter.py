@@ -1,0 +1,579 @@
+"""The storage exporter: parsers on recorded trees, md source precedence, SMART through a fake smartctl, health,
+golden expositions, and agreement with node_exporter 1.5 on the same trees."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporters import storage
+from exporters.common import Health
+from exporters.paths import Paths
+from exporters.storage_io import Problems, Subsystem
+from exporters.storage_md import MdCollector, MdSysfs, merge
+from exporters.storage_parsers import (
+    ParseError,
+    parse_diskstats,
+    parse_mdstat,
+    parse_member_state,
+    parse_raid_disks,
+    parse_scheduler,
+    parse_smartctl,
+    parse_speed_limit,
+    parse_sync_completed,
+)
+from exporters.storage_smart import SmartCollector, SmartOptions
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "storage"
+SMART = FIX / "smartctl"
+NODE_EXPORTER = Path("/usr/bin/prometheus-node-exporter")
+EXCLUDE = re.compile(storage.DEVICE_EXCLUDE)
+NOW = 1796307954.0  # the fixed clock of the golden files
+
+
+def mdstat(tree: str) -> dict[str, object]:
+    arrays, problems = parse_mdstat((FIX / tree / "proc" / "mdstat").read_text())
+    assert problems == []
+    return {a.name: a for a in arrays}
+
+
+# --- diskstats --------------------------------------------------------------------------------------------------------
+
+
+def test_diskstats_of_every_kernel_layout() -> None:
+    stats, problems = parse_diskstats((FIX / "node_exporter" / "proc" / "diskstats").read_text())
+    assert problems == [] and len(stats) == 51
+    by = {s.device: s for s in stats}
+    sda = by["sda"]  # 11 figures (before 4.18)
+    assert (sda.reads, sda.reads_merged, sda.read_sectors, sda.read_ms) == (25354637, 34367663, 1003346126, 18492372)
+    assert (sda.writes, sda.write_sectors, sda.in_flight, sda.io_ms, sda.weighted_io_ms) == (
+        28444756, 505697032, 0, 9653880, 82621804)  # fmt: skip
+    assert sda.discards is None and sda.flushes is None
+    assert (by["sdb"].discards, by["sdb"].discard_sectors, by["sdb"].discard_ms, by["sdb"].flushes) == (
+        68851, 1925173784, 11130, None)  # 4.18+: 15 figures  # fmt: skip
+    assert (by["sdc"].flushes, by["sdc"].flush_ms) == (1555, 1944)  # 5.5+: 17 figures
+    host = {s.device: s for s in parse_diskstats((FIX / "host" / "proc" / "diskstats").read_text())[0]}
+    assert (host["vda"].reads, host["vda"].flushes, host["vda"].flush_ms) == (1454373, 691942, 200537)
+
+
+def test_diskstats_short_partition_form_and_bad_lines() -> None:
+    (disk, part), problems = parse_diskstats((FIX / "kernel-doc" / "proc" / "diskstats").read_text())
+    assert problems == [] and not disk.issued_only and disk.weighted_io_ms == 23705160
+    assert part.issued_only and (part.reads, part.read_sectors, part.writes, part.write_sectors) == (
+        35486, 38030, 38030, 38030)  # fmt: skip
+    assert part.read_ms is None and part.io_ms is None
+    text = "8 0 sda 1 2 3\n8 0 sda 1 2 3 4\n8 1 sda 1 2 3 4\n8 2 sdb -1 2 3 4\n8 3 sd٣ 1 2 3 4\n8 4 sdz 1 2 3 4 5\n"
+    stats, problems = parse_diskstats(text)
+    assert [s.device for s in stats] == ["sda", "sd٣"]  # a name is a name; its figures must be ASCII digits
+    assert [n for n, _ in problems] == [1, 3, 4, 6]
+    assert "twice" in problems[1][1] and "5 +" not in problems[3][1]
+
+
+@pytest.mark.parametrize(
+    ("text", "active"),
+    [("mq-deadline kyber [bfq] none\n", "bfq"), ("[none] mq-deadline kyber bfq \n", "none"),
+     ("none [mq-deadline] kyber bfq \n", "mq-deadline"), ("none\n", "none")],
+)  # fmt: skip
+def test_scheduler(text: str, active: str) -> None:
+    assert parse_scheduler(text) == active
+
+
+@pytest.mark.parametrize("text", ["", "[a] [b]", "mq-deadline bfq", "[x y]", "[]"])
+def test_scheduler_refuses_what_is_not_one(text: str) -> None:
+    with pytest.raises(ParseError):
+        parse_scheduler(text)
+
+
+# --- md ---------------------------------------------------------------------------------------------------------------
+
+
+def test_mdstat_in_every_state() -> None:
+    a = mdstat("procfs")
+    assert len(a) == 18
+    arrays = {n: merge(m, None) for n, m in a.items()}  # type: ignore[arg-type]
+    clean, degraded = arrays["md127"], arrays["md7"]
+    assert (clean.state, clean.action, clean.active, clean.required, clean.degraded) == ("active", "idle", 2, 2, 0)
+    assert (degraded.level, degraded.active, degraded.failed, degraded.required, degraded.degraded) == (
+        "raid6", 3, 1, 4, 1)  # fmt: skip
+    rec = arrays["md6"]  # recovering: the data node_exporter users miss
+    assert (rec.action, rec.active, rec.failed, rec.spare, rec.degraded) == ("recover", 1, 1, 1, 1)
+    assert rec.progress == 16775552 / 195310144 and rec.speed_bytes == 259783 * 1024 and rec.remaining_seconds == 1020
+    assert arrays["md8"].action == "resync" and arrays["md201"].action == "check"
+    assert arrays["md201"].progress == 114176 / 1993728 and arrays["md201"].remaining_seconds == 12
+    reshape = arrays["md42"]
+    assert (reshape.action, reshape.degraded, reshape.remaining_seconds) == ("reshape", 1, 1868.1 * 60)
+    assert reshape.progress == 1096879076 / 1953381440
+    for name in ("md9", "md11"):  # resync=DELAYED, resync=PENDING: no parse failure, pending with progress 0
+        assert (arrays[name].action, arrays[name].pending, arrays[name].progress) == ("resync", True, 0.0)
+        assert arrays[name].speed_bytes is None and arrays[name].remaining_seconds is None
+    assert arrays["md11"].state == "read-auto" and arrays["md101"].state == "readonly"
+    container = arrays["md219"]
+    assert (container.state, container.level, container.action, container.active, container.spare) == (
+        "inactive", "", None, 0, 3)  # fmt: skip
+    assert (arrays["md10"].action, arrays["md10"].required, arrays["md120"].level) == (None, 2, "linear")
+
+
+def test_mdstat_tab_indented_lines_of_node_exporters_fixture() -> None:
+    a = mdstat("node_exporter")  # node_exporter 1.5 rejects this whole file over md8's tab-indented lines
+    md8 = merge(a["md8"], None)  # type: ignore[arg-type]
+    assert (md8.action, md8.progress, md8.size_bytes) == ("resync", 16775552 / 195310144, 195310144 * 1024)
+
+
+def test_progress_is_not_divided_by_the_array_size() -> None:
+    """A resync or check of a striped array counts per member: node_md_blocks_synced / node_md_blocks is wrong by
+    the number of data disks. A 6-member raid6 (4 data disks) a quarter through its check (numbers synthetic)."""
+    text = ("md5 : active raid6 sdf[5] sde[4] sdd[3] sdc[2] sdb[1] sda[0]\n"
+            "      16000000 blocks super 1.2 level 6, 512k chunk, algorithm 2 [6/6] [UUUUUU]\n"
+            "      [====>......]  check = 25.0% (1000000/4000000) finish=10.0min speed=1666K/sec\n")  # fmt: skip
+    (array,), problems = parse_mdstat(text)
+    m = merge(array, None)
+    assert problems == [] and m.progress == 0.25
+    assert array.progress is not None and array.progress.done_kib / array.blocks != m.progress  # type: ignore[operator]
+
+
+def test_md_sysfs_in_every_state() -> None:
+    problem = Problems(storage_health())
+    collector = MdCollector(Paths(procfs=FIX / "none", sysfs=FIX / "procfs-md-sysfs" / "sys"), "n1", problem)
+    arrays = {a.name: a for a in collector.arrays()}
+    assert sorted(arrays) == ["md0", "md1", "md10", "md4", "md5", "md6", "md7", "md8"] and problem.count == 0
+    md5, md6, md7, md8 = arrays["md5"], arrays["md6"], arrays["md7"], arrays["md8"]
+    assert (md5.state, md5.active, md5.failed, md5.spare, md5.degraded, md5.action) == ("clean", 2, 1, 1, 1, "idle")
+    assert (md6.action, md6.degraded, md6.spare) == ("recover", 1, 1)  # the rebuilding member is a spare in sysfs
+    assert md6.progress == 1569888 / 2093056 and md6.speed_bytes is None  # this tree has no sync_speed file
+    assert (md7.state, md7.level, md7.required, md7.active) == ("inactive", "container", None, None)
+    assert (md8.action, md8.required, md8.uuid) == ("reshape", 11, "a1b2c3d4-e5f6-7890-abcd-ef1234567890")
+    assert arrays["md0"].action is None and arrays["md0"].sources == "sysfs"
+
+
+def test_sysfs_wins_over_mdstat() -> None:
+    (m,), _ = parse_mdstat("md1 : active raid1 sdb[1] sda[0]\n      1000 blocks [2/2] [UU]\n"
+                           "      [=>...]  resync = 10.0% (100/1000) finish=1.5min speed=1K/sec\n")  # fmt: skip
+    s = MdSysfs(name="md1", array_state="clean", sync_action="repair", sync_completed=parse_sync_completed(
+        "400 / 2000"), sync_speed_kib=2, speed_min_kib=parse_speed_limit("1000 (system)"),
+        speed_max_kib=parse_speed_limit("200000 (local)"))  # fmt: skip
+    a = merge(m, s)
+    assert (a.state, a.action, a.sources) == ("clean", "repair", "mdstat+sysfs")  # mdstat says resync for a repair
+    assert a.progress == 0.2 and a.speed_bytes == 2048 and a.remaining_seconds == 1600 * 512 / 2048
+    assert (a.speed_min_bytes, a.speed_max_bytes) == (1000 * 1024, 200000 * 1024)
+    delayed = merge(None, MdSysfs(name="md2", sync_action="idle", sync_completed=parse_sync_completed("delayed\n")))
+    assert (delayed.action, delayed.pending, delayed.progress) == ("resync", True, 0.0)
+    with pytest.raises(ValueError, match="mdstat or sysfs"):
+        merge(None, None)
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "value"),
+    [(parse_raid_disks, "11 (10)\n", 11), (parse_raid_disks, "\n", None), (parse_raid_disks, "4\n", 4),
+     (parse_member_state, "faulty,write_error\n", frozenset({"faulty", "write_error"})),
+     (parse_speed_limit, "1000 (system)\n", 1000)],
+)  # fmt: skip
+def test_md_sysfs_values(parse: Callable[[str], object], text: str, value: object) -> None:
+    assert parse(text) == value
+
+
+@pytest.mark.parametrize(
+    ("parse", "text"),
+    [(parse_sync_completed, "5 / 4"), (parse_sync_completed, "1 / 0"), (parse_sync_completed, "busy"),
+     (parse_raid_disks, "four"), (parse_member_state, ""), (parse_member_state, "In_Sync"), (parse_speed_limit, "9")],
+)  # fmt: skip
+def test_md_sysfs_refuses(parse: Callable[[str], object], text: str) -> None:
+    with pytest.raises(ParseError):
+        parse(text)
+
+
+# --- SMART ------------------------------------------------------------------------------------------------------------
+
+
+def test_smartctl_outputs_of_three_device_kinds() -> None:
+    hdd = parse_smartctl((SMART / "sata-hdd-wdc-wd20efrx.json").read_text())
+    assert (hdd.protocol, hdd.passed, hdd.temperature_celsius, hdd.power_on_hours) == ("ATA", True, 34.0, 47657)
+    assert (hdd.reallocated_sectors, hdd.pending_sectors, hdd.nvme_media_errors) == (0, 0, None)
+    ssd = parse_smartctl((SMART / "sata-ssd-samsung-mz7wd240.json").read_text())
+    assert (ssd.model, ssd.power_on_hours, ssd.reallocated_sectors, ssd.pending_sectors) == (
+        "SAMSUNG MZ7WD240HAFV-00003", 84619, 0, None)  # it has no attribute 197  # fmt: skip
+    nvme = parse_smartctl((SMART / "nvme-samsung-970-evo-plus.json").read_text())
+    assert (nvme.protocol, nvme.nvme_percentage_used, nvme.nvme_media_errors, nvme.nvme_critical_warning) == (
+        "NVMe", 0, 0, 0)  # fmt: skip
+    assert (nvme.temperature_celsius, nvme.power_on_hours, nvme.problems) == (35.0, 3149, ())
+    for name in ("nosmart-virtio-vda.json", "nosmart-dev-null.json"):
+        none = parse_smartctl((SMART / name).read_text())
+        assert (none.available, none.exit_status) == (False, 1) and "Unable to detect device type" in none.messages[0]
+
+
+def test_smartctl_bad_output() -> None:
+    for text in ("", "smartctl 6.6: unrecognized option --json", "[]", '{"smartctl": {"exit_status": true}}'):
+        with pytest.raises(ParseError):
+            parse_smartctl(text)
+    odd = parse_smartctl('{"smartctl": {"exit_status": 4}, "temperature": {"current": 9000}, "smart_status": '
+                         '{"passed": 1}, "power_on_time": {"hours": -5}}')  # fmt: skip
+    assert (odd.temperature_celsius, odd.passed, odd.power_on_hours, odd.available) == (None, None, None, False)
+    assert len(odd.problems) == 3
+
+
+def fake_smartctl(tmp_path: Path, extra: str = "") -> str:
+    """A smartctl that prints the recorded output of each fixture device, with the status smartctl exited with."""
+    script = tmp_path / "smartctl"
+    script.write_text(
+        f'#!/bin/sh\nfor a in "$@"; do dev=$a; done\necho "$*" >> {tmp_path}/calls\ncase "$dev" in\n{extra}'
+        f"  /dev/sda) cat {SMART}/sata-hdd-wdc-wd20efrx.json ;;\n"
+        f"  /dev/sdb) cat {SMART}/sata-ssd-samsung-mz7wd240.json ;;\n"
+        f"  /dev/nvme0n1) cat {SMART}/nvme-samsung-970-evo-plus.json ;;\n"
+        f"  /dev/vda) cat {SMART}/nosmart-virtio-vda.json; exit 1 ;;\n  *) echo nonsense; exit 2 ;;\nesac\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return str(script)
+
+
+SMART_DEVICES = ("/dev/sda", "/dev/sdb", "/dev/nvme0n1", "/dev/vda")
+
+
+def test_a_virtual_disk_has_no_smart_data_and_is_not_an_error(tmp_path: Path) -> None:
+    text = scrape(tmp_path, "procfs", smart=SmartOptions(fake_smartctl(tmp_path), SMART_DEVICES))
+    assert 'magellan_storage_smart_available{device="vda",node="n1",reason="no_smart"} 0.0' in text
+    assert 'magellan_storage_smart_exit_status{device="vda",node="n1"} 1.0' in text
+    assert 'magellan_storage_smart_available{device="sda",node="n1",reason="ok"} 1.0' in text
+    assert 'magellan_storage_up{node="n1"} 1.0' in text
+    assert 'magellan_storage_collector_success{collector="smart",node="n1"} 1.0' in text
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls == [f"--json --all {d}" for d in SMART_DEVICES]
+
+
+def test_smart_is_read_again_only_after_its_interval(tmp_path: Path) -> None:
+    now = [100.0]
+    options = SmartOptions(fake_smartctl(tmp_path), ("/dev/sda",), interval=60)
+    c = SmartCollector(Paths(), "n1", Problems(storage_health()), options, timer=lambda: now[0])
+    c.read()
+    now[0] += 59
+    c.read()
+    now[0] += 1
+    c.read()
+    assert len((tmp_path / "calls").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [("  /dev/sda) sleep 5 ;;\n", "timeout"), ("  /dev/sda) echo '{not json' ;;\n", "parse"),
+     ("  /dev/sda) head -c 3000 /dev/zero ;;\n", "too_large"), (None, "not_found")],
+)  # fmt: skip
+def test_a_bad_smartctl_is_a_metric_not_a_crash(tmp_path: Path, body: str | None, reason: str) -> None:
+    path = fake_smartctl(tmp_path, body) if body is not None else str(tmp_path / "missing")
+    started = time.monotonic()
+    text = scrape(tmp_path, "procfs", smart=SmartOptions(path, ("/dev/sda", "/dev/nvme0n1"), timeout=0.5,
+                                                         max_bytes=2048))  # fmt: skip
+    assert time.monotonic() - started < 3
+    assert f'magellan_storage_smart_available{{device="sda",node="n1",reason="{reason}"}} 0.0' in text
+    assert f'magellan_storage_scrape_errors_total{{node="n1",reason="smart_{reason}"}} ' in text
+    assert 'magellan_storage_up{node="n1"} 0.0' in text
+    assert 'magellan_storage_disk_reads_completed_total{device="sda",node="n1"}' in text  # the rest still reported
+
+
+def test_smart_discovery_takes_disks_only(tmp_path: Path) -> None:
+    for name, device in (("sda", True), ("loop0", False), ("md0", False), ("nvme0n1", True)):
+        (tmp_path / "block" / name).mkdir(parents=True)
+        if device:
+            (tmp_path / "block" / name / "device").symlink_to("../../devices/x")
+    c = SmartCollector(Paths(sysfs=tmp_path, dev=Path("/dev")), "n1", Problems(storage_health()), SmartOptions())
+    assert c.devices() == [("nvme0n1", "/dev/nvme0n1"), ("sda", "/dev/sda")]
+
+
+# --- the collector: health, filesystem, golden ------------------------------------------------------------------------
+
+
+def storage_health() -> Health:
+    return Health("storage", {"node": "n1"}, storage.ERROR_REASONS, "x", "y")
+
+
+def statvfs_of(path: str) -> os.statvfs_result:
+    """A fixed file system for the golden file: 1 TiB of 4 KiB blocks, a quarter used, 5 % reserved (synthetic)."""
+    blocks = 1 << 28
+    return os.statvfs_result((4096, 4096, blocks, blocks * 3 // 4, blocks * 7 // 10, 1 << 26, 1 << 25, 1 << 25, 0,
+                              255))  # fmt: skip
+
+
+def collector(
+    tree: str,
+    only: tuple[str, ...] = storage.COLLECTORS,
+    smart: SmartOptions | None = None,
+    mounts: tuple[str, ...] = (),
+    statvfs: Callable[[str], os.statvfs_result] = statvfs_of,
+) -> storage.Collector:
+    paths = Paths(procfs=FIX / tree / "proc", sysfs=FIX / tree / "sys")
+
+    def build(problem: Problems) -> list[Subsystem]:
+        chosen: dict[str, Subsystem] = {
+            "diskstats": storage.DiskstatsCollector(paths, "n1", problem, EXCLUDE),
+            "md": MdCollector(paths, "n1", problem),
+            "filesystem": storage.FilesystemCollector("n1", problem, mounts, 1.0, statvfs),
+            "smart": SmartCollector(paths, "n1", problem, smart or SmartOptions(devices=())),
+        }
+        return [chosen[n] for n in only]
+
+    return storage.Collector("n1", build, clock=lambda: NOW, timer=lambda: 0.0)
+
+
+def exposition(c: storage.Collector) -> str:
+    registry = CollectorRegistry()
+    registry.register(c)
+    return generate_latest(registry).decode()
+
+
+def scrape(tmp_path: Path, tree: str, smart: SmartOptions) -> str:
+    return exposition(collector(tree, ("diskstats", "md", "smart"), smart))
+
+
+GOLDEN = {
+    "procfs": (("diskstats", "md", "filesystem", "smart"), ("/srv/array",)),
+    "md-sysfs": (("md",), ()),
+    "host": (("diskstats",), ()),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_golden_exposition(tmp_path: Path, name: str) -> None:
+    only, mounts = GOLDEN[name]
+    tree = "procfs-md-sysfs" if name == "md-sysfs" else name
+    text = exposition(collector(tree, only, SmartOptions(fake_smartctl(tmp_path), SMART_DEVICES), mounts))
+    golden = FIX / f"golden-{name}.prom"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        golden.write_text(text)
+    assert text == golden.read_text(), "exposition changed: review it, then rerun with UPDATE_GOLDEN=1 to accept"
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not found: install the Debian package prometheus (make bootstrap does)"
+    check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_metric_names_units_and_labels(tmp_path: Path) -> None:
+    text = exposition(collector("procfs", smart=SmartOptions(fake_smartctl(tmp_path), SMART_DEVICES),
+                                mounts=("/srv/array",)))  # fmt: skip
+    assert 'magellan_storage_disk_read_bytes_total{device="sda",node="n1"} 5.13713216512e+11' in text  # x 512
+    assert 'magellan_storage_disk_io_time_weighted_seconds_total{device="sda",node="n1"} 82621.804' in text
+    assert 'magellan_storage_disk_info{device="sda",major="8",minor="0",node="n1",scheduler="bfq"} 1.0' in text
+    assert 'magellan_storage_disk_rotational{device="sda",node="n1"} 1.0' in text
+    assert 'magellan_storage_disk_info{device="dm-0",major="252",minor="0",node="n1",scheduler=""} 1.0' in text
+    assert 'magellan_storage_md_sync_action{action="recover",device="md6",node="n1"} 1.0' in text
+    assert 'magellan_storage_md_sync_remaining_seconds{device="md42",node="n1"} 112086.0' in text
+    assert 'magellan_storage_md_sync_pending{device="md11",node="n1"} 1.0' in text
+    assert 'magellan_storage_filesystem_avail_bytes{mountpoint="/srv/array",node="n1"} 7.69658138624e+11' in text
+    assert 'magellan_storage_smart_power_on_seconds_total{device="sda",node="n1"} 1.715652e+08' in text
+    assert 'magellan_storage_smart_nvme_percentage_used_ratio{device="nvme0n1",node="n1"} 0.0' in text
+    assert 'magellan_storage_smart_info{device="sdb",model="SAMSUNG MZ7WD240HAFV-00003",node="n1",' in text
+    for reason in storage.ERROR_REASONS:
+        assert f'magellan_storage_scrape_errors_total{{node="n1",reason="{reason}"}} 0.0' in text
+    names = {m.name for m in text_string_to_metric_families(text)}
+    ours = {n for n in names if n.startswith("magellan_storage_")}
+    assert all(re.fullmatch(r"magellan_storage_(disk|md|filesystem|smart|collector)_[a-z_]+|magellan_storage_[a-z_]+",
+                            n) for n in ours)  # fmt: skip
+    assert "magellan_storage_up" in names and "process_cpu_seconds" not in names  # no default registry
+
+
+def test_broken_sources_are_counted_and_the_rest_reported(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    shutil.copytree(FIX / "procfs", tree)
+    (tree / "proc" / "diskstats").unlink()
+    os.mkfifo(tree / "proc" / "diskstats")  # a FIFO never blocks the exporter (read_regular: O_NONBLOCK)
+    (tree / "sys" / "block" / "sda" / "queue" / "scheduler").write_text("noop deadline\n")
+    with (tree / "proc" / "mdstat").open("a") as f:
+        f.write("md9999 : exploded\n      garbage\n")
+    c = collector(str(tree), ("diskstats", "md"))
+    text = exposition(c)
+    assert 'magellan_storage_up{node="n1"} 0.0' in text
+    assert 'magellan_storage_scrape_errors_total{node="n1",reason="diskstats"} 1.0' in text
+    assert 'magellan_storage_scrape_errors_total{node="n1",reason="mdstat"} 1.0' in text
+    assert 'magellan_storage_collector_success{collector="diskstats",node="n1"} 0.0' in text
+    assert 'magellan_storage_md_sync_action{action="recover",device="md6",node="n1"} 1.0' in text  # md still read
+    (tree / "proc" / "diskstats").unlink()
+    shutil.copy(FIX / "procfs" / "proc" / "diskstats", tree / "proc" / "diskstats")
+    text = exposition(c)
+    assert 'magellan_storage_scrape_errors_total{node="n1",reason="queue"} 1.0' in text  # the bad scheduler file
+    assert 'magellan_storage_disk_info{device="sda",major="8",minor="0",node="n1",scheduler=""} 1.0' in text
+
+
+def test_no_md_driver_is_no_arrays_not_an_error() -> None:
+    text = exposition(collector("host", ("md",)))
+    assert "magellan_storage_md_" not in text and 'magellan_storage_up{node="n1"} 1.0' in text
+
+
+def test_a_hanging_statvfs_is_skipped_until_it_returns() -> None:
+    release = threading.Event()
+
+    def statvfs(path: str) -> os.statvfs_result:
+        if path == "/dead/nfs":
+            release.wait(10)
+        return statvfs_of(path)
+
+    c = collector("host", ("filesystem",), mounts=("/dead/nfs", "/srv/array"), statvfs=statvfs)
+    started = time.monotonic()
+    text = exposition(c)
+    assert time.monotonic() - started < 3
+    assert 'reason="filesystem_timeout"} 1.0' in text and 'mountpoint="/dead/nfs"' not in text
+    assert 'magellan_storage_filesystem_size_bytes{mountpoint="/srv/array",node="n1"}' in text
+    text = exposition(c)  # still stuck: skipped at once, counted again
+    assert 'reason="filesystem_timeout"} 2.0' in text
+    release.set()
+    deadline = time.monotonic() + 5
+    while 'mountpoint="/dead/nfs"' not in text and time.monotonic() < deadline:
+        time.sleep(0.05)
+        text = exposition(c)
+    assert 'magellan_storage_filesystem_size_bytes{mountpoint="/dead/nfs",node="n1"}' in text
+
+
+def test_command_line() -> None:
+    args = storage._parser().parse_args(["--no-collector.smart", "--smart.devices=/dev/sda,/dev/sdb",
+                                         "--smart.devices", "/dev/nvme0n1", "--collector.filesystem.mount-points=/srv",
+                                         "--path.sysfs=/x/sys", "--web.listen-address=127.0.0.1:9999"])  # fmt: skip
+    assert (args.collector_smart, args.collector_md, args.devices) == (False, True, ["/dev/sda", "/dev/sdb",
+                                                                                      "/dev/nvme0n1"])  # fmt: skip
+    assert (args.mounts, args.sysfs, args.listen, args.smart_timeout) == (["/srv"], Path("/x/sys"),
+                                                                          ("127.0.0.1", 9999), 10.0)  # fmt: skip
+    assert storage._parser().parse_args([]).listen == ("0.0.0.0", 9813)
+
+
+@pytest.mark.parametrize("bad", ["--collector.diskstats.device-exclude=(", "--smart.timeout=0", "--smart.devices=,"])
+def test_bad_flags_exit_2_with_a_message(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        storage.main([bad])
+    assert exc.value.code == 2 and bad.split("=", maxsplit=1)[0] in capsys.readouterr().err
+
+
+# --- agreement with node_exporter 1.5 -------------------------------------------------------------------------------
+
+DISK_PAIRS = {  # node_exporter's series -> ours (the same figure, the same unit)
+    "node_disk_reads_completed_total": "magellan_storage_disk_reads_completed_total",
+    "node_disk_writes_completed_total": "magellan_storage_disk_writes_completed_total",
+    "node_disk_reads_merged_total": "magellan_storage_disk_reads_merged_total",
+    "node_disk_writes_merged_total": "magellan_storage_disk_writes_merged_total",
+    "node_disk_read_bytes_total": "magellan_storage_disk_read_bytes_total",
+    "node_disk_written_bytes_total": "magellan_storage_disk_written_bytes_total",
+    "node_disk_read_time_seconds_total": "magellan_storage_disk_read_time_seconds_total",
+    "node_disk_write_time_seconds_total": "magellan_storage_disk_write_time_seconds_total",
+    "node_disk_io_now": "magellan_storage_disk_in_flight_requests",
+    "node_disk_io_time_seconds_total": "magellan_storage_disk_io_time_seconds_total",
+    "node_disk_io_time_weighted_seconds_total": "magellan_storage_disk_io_time_weighted_seconds_total",
+    "node_disk_discards_completed_total": "magellan_storage_disk_discards_completed_total",
+    "node_disk_discards_merged_total": "magellan_storage_disk_discards_merged_total",
+    "node_disk_discard_time_seconds_total": "magellan_storage_disk_discard_time_seconds_total",
+    "node_disk_flush_requests_total": "magellan_storage_disk_flush_requests_total",
+    "node_disk_flush_requests_time_seconds_total": "magellan_storage_disk_flush_time_seconds_total",
+}
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k != "node"))): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples}  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def node_exporter(tmp_path: Path) -> Iterator[Callable[[str], dict[tuple[str, tuple[tuple[str, str], ...]], float]]]:
+    """Scrape node_exporter once on a fixture tree, with only its diskstats and mdadm collectors."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def run(tree: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        sysfs = FIX / tree / "sys" if (FIX / tree / "sys").is_dir() else tmp_path  # it refuses a missing sysfs
+        port = free_port()
+        proc = subprocess.Popen(
+            [str(NODE_EXPORTER), f"--path.procfs={FIX / tree / 'proc'}", f"--path.sysfs={sysfs}",
+             f"--path.udev.data={tmp_path}", "--collector.disable-defaults", "--collector.diskstats",
+             "--collector.mdadm", f"--web.listen-address=127.0.0.1:{port}", "--log.level=error"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        procs.append(proc)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+                return samples(body)
+            except OSError:
+                assert proc.poll() is None, f"node_exporter exited {proc.returncode}"
+                assert time.monotonic() < deadline, "node_exporter did not answer within 20 s"
+                time.sleep(0.1)
+
+    yield run
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)
+
+
+def node_state(ours: dict[tuple[str, tuple[tuple[str, str], ...]], float], device: str) -> str:
+    """Our state and sync action in node_md_state's words (active, inactive, recovering, resync, check)."""
+
+    if ours.get(("magellan_storage_md_state", (("device", device), ("state", "inactive")))) == 1:
+        return "inactive"
+    for action, word in (("recover", "recovering"), ("resync", "resync"), ("check", "check")):
+        if ours.get(("magellan_storage_md_sync_action", (("action", action), ("device", device)))) == 1:
+            return word
+    return "active"
+
+
+@pytest.mark.skipif(not NODE_EXPORTER.exists(), reason=f"{NODE_EXPORTER} missing: apt-get install "
+                    "prometheus-node-exporter (CI installs it) to compare with node_exporter 1.5")  # fmt: skip
+@pytest.mark.parametrize("tree", ["procfs", "node_exporter", "host", "kernel-doc"])
+def test_values_agree_with_node_exporter(tree: str, node_exporter: Callable[[str], dict[tuple[str, tuple[
+        tuple[str, str], ...]], float]]) -> None:  # fmt: skip
+    theirs = node_exporter(tree)
+    ours = samples(exposition(collector(tree, ("diskstats", "md"))))
+    compared = 0
+    for their_name, our_name in DISK_PAIRS.items():
+        their_series = {k[1]: v for k, v in theirs.items() if k[0] == their_name}
+        our_series = {k[1]: v for k, v in ours.items() if k[0] == our_name}
+        assert their_series.keys() == our_series.keys(), their_name  # the same devices (the same default exclude)
+        for labels, value in their_series.items():
+            assert math.isclose(our_series[labels], value, rel_tol=1e-12), (their_name, labels)
+            compared += 1
+    discarded = {k[1]: v for k, v in theirs.items() if k[0] == "node_disk_discarded_sectors_total"}
+    for labels, value in discarded.items():  # node_exporter counts sectors, we count bytes
+        assert ours[("magellan_storage_disk_discarded_bytes_total", labels)] == value * 512
+    assert compared > 0
+    md_ok = theirs[("node_scrape_collector_success", (("collector", "mdadm"),))]
+    if tree == "node_exporter":
+        # node_exporter 1.5 (procfs 0.8) fails on the whole file over md8's tab-indented lines; we read all 12.
+        assert md_ok == 0 and len({k[1] for k in ours if k[0] == "magellan_storage_md_info"}) == 12
+        return
+    devices = sorted({dict(k[1])["device"] for k in theirs if k[0] == "node_md_blocks"})
+    assert len(devices) == {"procfs": 18}.get(tree, 0)
+    assert devices == sorted({dict(k[1])["device"] for k in ours if k[0] == "magellan_storage_md_info"})
+    for device in devices:
+        d = (("device", device),)
+        assert ours[("magellan_storage_md_size_bytes", d)] == theirs[("node_md_blocks", d)] * 1024
+        for state in ("active", "failed", "spare"):
+            key = (("device", device), ("state", state))
+            assert ours[("magellan_storage_md_disks", key)] == theirs[("node_md_disks", key)], (device, state)
+        their_state = next(dict(k[1])["state"] for k, v in theirs.items() if k[0] == "node_md_state" and v == 1
+                           and dict(k[1])["device"] == device)  # fmt: skip
+        if device == "md42":
+            # Different on purpose: node_exporter does not know a reshape (active, blocks_synced = blocks, i.e.
+            # "done"); we report sync_action reshape at 56.1 %.
+            assert their_state == "active" and theirs[("node_md_blocks_synced", d)] == theirs[("node_md_blocks", d)]
+            assert ours[("magellan_storage_md_sync_progress_ratio", d)] == pytest.approx(0.5615, abs=1e-4)
+            continue
+        assert node_state(ours, device) == their_state, device
+        if their_state == "inactive":
+            # Different on purpose: node_exporter reports 0 slots for an inactive array; it keeps its [n/m] slots.
+            assert theirs[("node_md_disks_required", d)] == 0
+        else:
+            assert ours[("magellan_storage_md_disks_required", d)] == theirs[("node_md_disks_required", d)], device
+        progress = ours.get(("magellan_storage_md_sync_progress_ratio", d))
+        if progress is not None and progress > 0:
+            # raid1 only in these trees, where a member is the array: their synced / blocks is our ratio. For a
+            # striped array it is not (test_progress_is_not_divided_by_the_array_size): node_exporter's bug.
+            assert progress == theirs[("node_md_blocks_synced", d)] / theirs[("node_md_blocks", d)]
