@@ -4,6 +4,10 @@ Builds N progress files in a temporary directory (a third each running, finished
 point at a live process with its real start time, so /proc is read as in production; plus 1 % corrupt files),
 starts the exporter as a separate process on a free loopback port, scrapes it repeatedly and prints the median
 and p95 scrape time, the exporter's resident memory and the number of series; the last line is JSON.
+
+`python -m exporters.bench --storage TREE` instead times the storage exporter against node_exporter 1.5 on the same
+tree (TREE/proc, TREE/sys; e.g. tests/fixtures/storage/procfs): both serve their diskstats and md collectors, are
+scraped in turn, and the ratio of their median scrape times is printed (issue 16: at most 2).
 """
 
 from __future__ import annotations
@@ -72,13 +76,64 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -
             time.sleep(0.1)
 
 
+def median_ms(url: str, scrapes: int) -> float:
+    times = []
+    for _ in range(scrapes):
+        start = time.perf_counter()
+        urllib.request.urlopen(url, timeout=30).read()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def storage_vs_node_exporter(tree: Path, scrapes: int, node_exporter: str) -> int:
+    """Median scrape time of the storage exporter and of node_exporter on `tree`, side by side, and their ratio."""
+    sysfs = tree / "sys"
+    with tempfile.TemporaryDirectory(prefix="magellan-bench-") as empty:
+        if not sysfs.is_dir():
+            sysfs = Path(empty)  # node_exporter refuses a missing sysfs
+        ports = free_port(), free_port()
+        ours = [sys.executable, "-m", "exporters.storage", f"--web.listen-address=127.0.0.1:{ports[0]}",
+                f"--path.procfs={tree / 'proc'}", f"--path.sysfs={sysfs}", "--no-collector.filesystem",
+                "--no-collector.smart", "--log.level=error"]  # fmt: skip
+        theirs = [node_exporter, f"--web.listen-address=127.0.0.1:{ports[1]}", f"--path.procfs={tree / 'proc'}",
+                  f"--path.sysfs={sysfs}", f"--path.udev.data={empty}", "--collector.disable-defaults",
+                  "--collector.diskstats", "--collector.mdadm", "--log.level=error"]  # fmt: skip
+        procs = [subprocess.Popen(cmd, stderr=subprocess.DEVNULL) for cmd in (ours, theirs)]
+        urls = [f"http://127.0.0.1:{port}/metrics" for port in ports]
+        try:
+            for i, proc in enumerate(procs):
+                wait_ready(urls[i], proc)
+            rounds = [(median_ms(urls[0], scrapes), median_ms(urls[1], scrapes)) for _ in range(3)]  # in turn
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(timeout=10)
+    storage_ms = statistics.median(r[0] for r in rounds)
+    node_ms = statistics.median(r[1] for r in rounds)
+    figures = {"tree": str(tree), "scrapes": 3 * scrapes, "storage_ms_median": round(storage_ms, 3),
+               "node_exporter_ms_median": round(node_ms, 3), "ratio": round(storage_ms / node_ms, 2)}  # fmt: skip
+    ms = f"storage exporter {storage_ms:.3f} ms, node_exporter 1.5 {node_ms:.3f} ms"
+    print(f"{tree}: {ms} a scrape (median of {3 * scrapes} each): ratio {figures['ratio']}")
+    print(json.dumps(figures, sort_keys=True))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m exporters.bench", description=__doc__.splitlines()[0])
     p.add_argument("--jobs", type=int, default=1000, help="valid progress files (default: %(default)s)")
     p.add_argument("--scrapes", type=int, default=50, help="timed scrapes (default: %(default)s)")
+    p.add_argument("--storage", type=Path, metavar="TREE", help="time the storage exporter against node_exporter on "
+                   "TREE/proc and TREE/sys instead")  # fmt: skip
+    p.add_argument("--node-exporter", default="/usr/bin/prometheus-node-exporter", help="(default: %(default)s)")
     args = p.parse_args(argv)
     if args.jobs < 0 or args.scrapes < 1:
         p.error("--jobs must be >= 0 and --scrapes >= 1")
+    if args.storage is not None:
+        if not (args.storage / "proc").is_dir():
+            p.error(f"--storage {args.storage}: no proc directory there (try tests/fixtures/storage/procfs)")
+        if not os.access(args.node_exporter, os.X_OK):
+            p.error(f"{args.node_exporter} is not an executable: apt-get install prometheus-node-exporter")
+        return storage_vs_node_exporter(args.storage, args.scrapes, args.node_exporter)
     paths = Paths()
     me = os.getpid()
     with tempfile.TemporaryDirectory(prefix="magellan-bench-") as tmp:

@@ -34,9 +34,10 @@ from magellan import contract
 
 COLLECTORS = ("diskstats", "md", "filesystem", "smart")
 # diskstats, mdstat: the file unreadable or a line unusable; md_sysfs, queue: a sysfs file unusable (an absent one
-# is not an error); filesystem(_timeout): statvfs failed (or did not return); smart_*: a smartctl run that gave no
-# usable output (not_found, exec, timeout, too_large, parse)
-ERROR_REASONS = ("diskstats", "mdstat", "md_sysfs", "queue", "filesystem", "filesystem_timeout", *SMART_REASONS)
+# is not an error); sysfs: /sys/block could not be listed to find the disks; filesystem(_timeout): statvfs failed
+# (or did not return); smart_*: a smartctl run that gave no usable output (not_found, exec, timeout, too_large, parse)
+ERROR_REASONS = ("diskstats", "mdstat", "md_sysfs", "queue", "sysfs", "filesystem", "filesystem_timeout",
+                 *SMART_REASONS)  # fmt: skip
 DEVICE_EXCLUDE = r"^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"  # node_exporter 1.5's default: partitions
 DISKSTATS_MAX = 4 << 20  # ~100 bytes a device
 MS = 1e-3
@@ -113,13 +114,11 @@ class DiskstatsCollector:
         if text is None:
             self.problem("diskstats", f"{path} does not exist: is --path.procfs a procfs?", logging.ERROR)
             return [], False
-        stats, problems = parse_diskstats(text)
+        stats, problems = parse_diskstats(text, skip=lambda device: self.exclude.search(device) is not None)
         for number, problem in problems:
             self.problem("diskstats", f"{path} line {number}: {problem}")
         families = Families(DEVICE_LABELS)
         for s in stats:
-            if self.exclude.search(s.device):
-                continue
             labels = [self.node, s.device]
             families.add(_disk_figures(s), labels)
             rotational = self._queue(s.device, "rotational", parse_flag)
@@ -215,8 +214,8 @@ class Collector:
         self.health = Health(
             "storage", {"node": node}, ERROR_REASONS, "the storage sources",
             "Unusable storage sources since the exporter started, by reason: diskstats, mdstat, md_sysfs and queue "
-            "(a file unreadable or a line unusable), filesystem (statvfs failed) and filesystem_timeout, smart_* "
-            "(a smartctl run without usable output).",
+            "(a file unreadable or a line unusable), sysfs (/sys/block not listable), filesystem (statvfs failed) "
+            "and filesystem_timeout, smart_* (a smartctl run without usable output).",
         )  # fmt: skip
         self.problem = Problems(self.health)
         self.subsystems = list(build(self.problem))

@@ -47,6 +47,10 @@ from exporters.storage_parsers import (
 )
 
 MDSTAT_MAX = 1 << 20
+# The state and the sync action are one series each (value 1, the current one as a label), not state sets with a
+# 0 for each other value: 10 + 7 series an array would be 40 % of a scrape's series, and a scrape's cost is mostly
+# the exposition of each series (issue 16: at most twice node_exporter's). magellan_storage_md_state{state=
+# "inactive"} selects an inactive array as with a state set; a change of state shows as a new series.
 
 KIB = 1024
 REDUNDANT = frozenset({"raid1", "raid4", "raid5", "raid6", "raid10"})  # levels with a sync_action
@@ -274,20 +278,18 @@ class MdCollector:
             families.add([("gauge", "magellan_storage_md_info", "1 for each md array; level: its RAID level, uuid: "
                            "its md uuid (empty: unknown), sources: where its figures come from.", 1.0)],
                          [*labels, a.level, a.uuid, a.sources], ("level", "uuid", "sources"))  # fmt: skip
-            families.state("magellan_storage_md_state", "1 for the array's state (md/array_state; mdstat tells "
-                           "active, inactive, readonly and read-auto only), 0 for the others.", ARRAY_STATES, a.state,
-                           labels)  # fmt: skip
+            doc = f"1, with the array's state ({', '.join(ARRAY_STATES)}: md/array_state; mdstat tells active, "
+            doc += "inactive, readonly and read-auto only). One series, not a state set."
+            families.add([("gauge", "magellan_storage_md_state", doc, 1.0)], [*labels, a.state], ("state",))
             for state, value in (("active", a.active), ("failed", a.failed), ("spare", a.spare)):
                 families.add([("gauge", "magellan_storage_md_disks", "Member disks by state: active (in sync), "
                                "failed, spare (a rebuilding member is one in sysfs, not in mdstat).", value)],
                              [*labels, state], ("state",))  # fmt: skip
             families.add(_md_figures(a), labels)
             if a.action is not None:
-                doc = "1 for the array's sync action (md/sync_action; a pending sync is the action it waits to do), 0 "
-                doc += "for the others; absent for a level without one (raid0, linear)."
-                for action in SYNC_ACTIONS:
-                    figure: Figure = ("gauge", "magellan_storage_md_sync_action", doc, float(action == a.action))
-                    families.add([figure], [*labels, action], ("action",))
+                doc = f"1, with the array's sync action ({', '.join(SYNC_ACTIONS)}: md/sync_action; a pending sync "
+                doc += "is the action it waits to do); absent for a level without one (raid0, linear)."
+                families.add([("gauge", "magellan_storage_md_sync_action", doc, 1.0)], [*labels, a.action], ("action",))
         return list(families), self._ok
 
 

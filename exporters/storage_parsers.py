@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,15 +85,19 @@ def parse_diskstats_line(line: str) -> DiskStats:
     return DiskStats(major=major, minor=minor, device=device, issued_only=n == 4, **figures)
 
 
-def parse_diskstats(text: str) -> tuple[list[DiskStats], Problems]:
+def parse_diskstats(text: str, skip: Callable[[str], bool] | None = None) -> tuple[list[DiskStats], Problems]:
     """Every usable line of /proc/diskstats, and the problems of the others (a device named twice keeps its first
-    line)."""
+    line); the lines of a device `skip` names are left unread (a scrape then costs what it reports)."""
     stats: list[DiskStats] = []
     problems: Problems = []
     seen: set[str] = set()
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
+        if skip is not None:
+            name = line.split(None, 3)[2:3]
+            if name and skip(name[0]):
+                continue
         try:
             s = parse_diskstats_line(line)
         except ParseError as exc:

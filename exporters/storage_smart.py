@@ -46,7 +46,7 @@ class SmartCollector:
         try:
             names = sorted(e.name for e in os.scandir(block) if os.path.lexists(Path(e.path) / "device"))
         except OSError as exc:
-            self.problem("smart_exec", f"cannot list {block} to find the disks: {exc}")
+            self.problem("sysfs", f"cannot list {block} to find the disks: {exc}")
             return []
         return [(n, str(self.paths.dev / n)) for n in names]
 
