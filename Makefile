@@ -1,5 +1,5 @@
 # magellan-testbed — the only entry points a newcomer needs.
-#   make testbed   bootstrap, build the local site, run the comparison, print it and write the report
+#   make testbed   bootstrap, build the local site, run the comparison, print it, write the report and dashboards
 #   make test      lint, unit, molecule and integration tests
 #   make bench     benchmarks (cold/warm testbed, exporter scrape cost)
 #   make clean     remove everything the testbed created (containers, network, images, state)
@@ -62,9 +62,11 @@ VIRTUAL_COMPARE ?= --group bare_vs_virtual --workload simulate --reference compu
 testbed: bootstrap
 	@: > $(TIMINGS_FILE)
 	@$(TIMED) site $(PLAYBOOK) playbooks/site.yml
+	@date -u +%Y-%m-%dT%H:%M:%SZ > $(STATE)/campaigns.started
 	@$(TIMED) compare $(BIN)/testbed compare --inventory $(INVENTORY)
 	@if [ -n "$(VIRTUAL_COMPARE)" ]; then \
 	  $(TIMED) compare-virtual $(BIN)/testbed compare --inventory $(INVENTORY) $(VIRTUAL_COMPARE); fi
+	@$(TIMED) render $(BIN)/testbed dashboards render --inventory $(INVENTORY) --from $$(cat $(STATE)/campaigns.started)
 
 site: bootstrap
 	@$(TIMED) site $(PLAYBOOK) playbooks/site.yml
@@ -133,6 +135,7 @@ lock:
 	rm -rf $(STATE)/lockvenv && $(PYTHON) -m venv $(STATE)/lockvenv
 	$(STATE)/lockvenv/bin/pip install -q ansible molecule 'molecule-plugins[podman]' pytest-testinfra ansible-lint \
 	  yamllint mitogen prometheus-client grafana-foundation-sdk grafana-client rich matplotlib uproot awkward hist ruff mypy pytest hypothesis \
+	  playwright \
 	  types-PyYAML \
 	  setuptools wheel
 	$(STATE)/lockvenv/bin/pip freeze --all | grep -v '^pip==' > requirements.txt

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from dashboards import lint as dashboards_lint
 from magellan import contract
 from magellan.contract import ContractError, JobSpec
-from testbed import analysis, compare, grafana, report
+from testbed import analysis, compare, grafana, pages, panels, report
 from testbed.campaign import Campaign, Observer
 from testbed.compare import Plan
 from testbed.inventory import Inventory, InventoryError, load_inventory
@@ -158,12 +158,77 @@ def _parser() -> argparse.ArgumentParser:
     grafana.add_push_arguments(push)
     lint = dsub.add_parser("lint", help="check datasources, rate windows, units, descriptions and metric names")
     lint.add_argument("directory", nargs="?", type=Path, default=dashboards_lint.GENERATED)
+    draw = dsub.add_parser(
+        "render",
+        help="write every dashboard as a static HTML page, each panel drawn from its own queries on Prometheus "
+        "(over the last campaign's time range), to look at without Grafana",
+    )
+    draw.add_argument("--inventory", type=Path, default=REPO / "inventories" / "local")
+    draw.add_argument("--prometheus-url", help="default: the inventory's Prometheus")
+    draw.add_argument(
+        "--reports-dir",
+        type=Path,
+        default=REPO / "reports",
+        help="where the campaigns' report directories are (default: %(default)s)",
+    )
+    draw.add_argument(
+        "--campaign", type=Path, metavar="DIR", help="draw this campaign's time range (default: the newest)"
+    )
+    draw.add_argument("--from", dest="start", type=_utc, metavar="TIME", help="start of the range instead (ISO 8601)")
+    draw.add_argument("--to", dest="end", type=_utc, metavar="TIME", help="end of the range with --from (default: now)")
+    draw.add_argument("--out", type=Path, help="output directory (default: <reports-dir>/dashboards)")
+    draw.add_argument("--dashboards", type=Path, default=dashboards_lint.GENERATED, help=argparse.SUPPRESS)
     return p
+
+
+def _utc(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time, e.g. 2026-12-04T17:00:00Z") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+# Margin around a campaign's jobs in a rendered dashboard: the rates of its first and last minute need samples
+# from before and after it.
+MARGIN = 60.0
+
+
+def _time_range(args: argparse.Namespace, prom: PromClient) -> panels.TimeRange:
+    if args.start is not None:
+        end = args.end or datetime.now(UTC)
+        if end <= args.start:
+            raise report.ReportError(f"--to {end.isoformat()} is not after --from {args.start.isoformat()}")
+        start_s, end_s = args.start.timestamp(), end.timestamp()
+    else:
+        saved = report.load(args.campaign or report.newest(args.reports_dir))
+        if not saved.comparisons:
+            raise report.ReportError(f"{args.campaign}: the campaign measured nothing yet; give --from")
+        start_s = min(c.started for c in saved.comparisons).timestamp() - MARGIN
+        end_s = max(c.finished for c in saved.comparisons).timestamp() + MARGIN
+    return panels.TimeRange(start_s, min(end_s, datetime.now(UTC).timestamp()), panels.scrape_interval(prom))
+
+
+def _render(args: argparse.Namespace, console: Console) -> int:
+    url = args.prometheus_url or load_inventory(args.inventory).prometheus_url()
+    prom = PromClient(url, timeout=30.0)
+    rng = _time_range(args, prom)
+    out = args.out or args.reports_dir / "dashboards"
+    with console.status(f"drawing the dashboards from {prom.base_url}"):
+        done = pages.render(prom, args.dashboards, out, rng)
+    for line in done.failed:
+        console.print(f"[red]query failed:[/] {line}", markup=True, highlight=False)
+    for line in done.empty:
+        console.print(f"[yellow]no data:[/] {line}", highlight=False)
+    console.print(f"Dashboards ({done.panels} panels, {len(done.empty)} without data) written to [bold]{done.index}[/]")
+    return 1 if done.failed else 0
 
 
 def _dashboards(args: argparse.Namespace, console: Console) -> int:
     if args.dashboards_command == "lint":
         return dashboards_lint.main([str(args.directory)])
+    if args.dashboards_command == "render":
+        return _render(args, console)
     return grafana.run_push(args, lambda line: console.print(line, markup=False, highlight=False))
 
 

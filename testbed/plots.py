@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display: render to files only
 import matplotlib.pyplot as plt
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MultipleLocator
 
 from testbed import analysis
 from testbed.model import Comparison
+from testbed.panels import Panel, format_value
 from testbed.render import storm_points, title
 
 
@@ -60,6 +64,27 @@ def storm_scaling(storms: list[Comparison], path: Path) -> None:
         ax.set_ylim(bottom=0)
         ax.set_title(name)
         ax.legend()
+    _save(fig, path)
+
+
+# A panel's series colours, in order: its chart and its HTML legend (testbed.pages) use the same.
+PALETTE = [to_hex(c) for c in plt.rcParams["axes.prop_cycle"].by_key()["color"]]
+TICKS = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400)  # seconds between time ticks
+
+
+def panel_chart(panel: Panel, path: Path) -> None:
+    """A time-series panel: one line per series, the y axis in the panel's unit, UTC times on the x axis."""
+    fig, ax = plt.subplots(figsize=(max(4.0, 12 * panel.width / 24), 2.8), dpi=100)
+    for i, s in enumerate(panel.series):
+        ax.plot(s.times, s.values, color=PALETTE[i % len(PALETTE)], linewidth=1.4)
+    span = max((s.times[-1] - s.times[0] for s in panel.series if s.times), default=0)
+    ax.xaxis.set_major_locator(MultipleLocator(next((t for t in TICKS if span / t <= 6), TICKS[-1])))
+    clock = "%H:%M:%S" if span < 600 else "%H:%M"
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda t, _: f"{datetime.fromtimestamp(t, UTC):{clock}}"))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_value(v, panel.unit)))
+    if not any(v < 0 for s in panel.series for v in s.values):  # NaN < 0 is False
+        ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
     _save(fig, path)
 
 

@@ -79,6 +79,10 @@ class PromClient:
         params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step}"}
         return self._samples(self._get("/api/v1/query_range", params))
 
+    def config(self) -> str:
+        """The YAML of the configuration Prometheus has loaded."""
+        return str(self._get("/api/v1/status/config")["yaml"])
+
     def targets(self) -> list[Target]:
         data = self._get("/api/v1/targets", {"state": "active"})
         return [

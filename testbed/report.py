@@ -1,4 +1,5 @@
-"""A campaign's report directory: reports/<UTC time>-campaign/ with campaign.json, report.md and the plots.
+"""A campaign's report directory: reports/<UTC time>-campaign/ with campaign.json, report.md, report.html and the
+plots.
 
 The directory is made (and proven writable) before the campaign's first job, and campaign.json is rewritten after
 every comparison, so that an interrupted campaign (Ctrl-C, a lost controller) keeps what it measured:
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from testbed import analysis, plots, render
+from testbed import analysis, pages, plots, render
 from testbed.model import Comparison, load_campaign
 
 CAMPAIGN = "campaign.json"
@@ -30,6 +31,14 @@ class ReportError(RuntimeError):
 
 def report_dir(started: datetime, reports_dir: Path) -> Path:
     return reports_dir / f"{started.astimezone(UTC):%Y%m%dT%H%M%SZ}-campaign"
+
+
+def newest(reports_dir: Path) -> Path:
+    """The report directory of the campaign that started last (their names sort by start time)."""
+    found = sorted(p for p in reports_dir.glob("*-campaign") if (p / CAMPAIGN).is_file())
+    if not found:
+        raise ReportError(f"{reports_dir}: no campaign's report directory: run `testbed compare` (or make testbed)")
+    return found[-1]
 
 
 def _atomic(path: Path, write: Callable[[Path], object]) -> None:
@@ -102,8 +111,9 @@ def write_report(
     out: Path | None = None,
     planned: list[str] | None = None,
 ) -> Path:
-    """Write the report directory (reports_dir/<start time>-campaign, or out): campaign.json, report.md, a PNG per
-    comparison and one per storm format. planned: the campaign's labels when it did not measure them all."""
+    """Write the report directory (reports_dir/<start time>-campaign, or out): campaign.json, report.md and
+    report.html, a PNG per comparison and one per storm format. planned: the campaign's labels when it did not
+    measure them all."""
     if not comparisons:
         raise ValueError("a report needs at least one comparison")
     if out is None:
@@ -116,6 +126,7 @@ def write_report(
     missing = [label for label in planned if label not in labels]
     markdown = render.markdown(comparisons, tolerance, missing)
     _atomic(out / "report.md", lambda p: p.write_text(markdown))
+    _atomic(out / "report.html", lambda p: p.write_text(pages.report_page(markdown)))
     for c in comparisons:
         if not c.is_storm:
             _atomic(out / f"{c.label}.png", partial(plots.comparison, c))

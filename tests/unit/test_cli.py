@@ -132,3 +132,26 @@ def test_an_interrupted_campaign_keeps_what_it_measured_and_resumes(
     saved = report.load(out)
     assert [c.label for c in saved.comparisons] == ["simulate", "analyze"] and saved.complete
     assert cli.main(["report", str(out)]) == 0 and "## Not measured" not in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "no campaign's report directory: run `testbed compare`"),
+        (["--from", "2026-12-04T18:00:00Z", "--to", "2026-12-04T17:00:00Z"], "is not after --from"),
+        (["--campaign", "{reports}/nowhere"], "no campaign.json: not the directory of a campaign"),
+    ],
+)
+def test_render_needs_a_time_range(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No Prometheus is asked before the time range is known: the URL is never reached.
+    base = ["dashboards", "render", "--reports-dir", str(tmp_path), "--prometheus-url", "http://127.0.0.1:9"]
+    assert cli.main(base + [a.format(reports=tmp_path) for a in argv]) == 1
+    assert message in " ".join(capsys.readouterr().out.split())
+
+
+def test_render_times_are_iso_8601(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["dashboards", "render", "--from", "yesterday"])
+    assert "'yesterday' is not an ISO 8601 time" in capsys.readouterr().err
