@@ -10,9 +10,23 @@ from pathlib import Path
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from dashboards import platform_comparison, storage_concurrency, virtual_nodes
+from dashboards import (
+    accounting,
+    campaign_history,
+    cluster_health,
+    platform_comparison,
+    storage_concurrency,
+    virtual_nodes,
+)
 
-BUILDERS: list[Callable[[], Dashboard]] = [platform_comparison.build, storage_concurrency.build, virtual_nodes.build]
+BUILDERS: list[Callable[[], Dashboard]] = [
+    platform_comparison.build,
+    storage_concurrency.build,
+    virtual_nodes.build,
+    accounting.build,
+    cluster_health.build,
+    campaign_history.build,
+]
 GENERATED = Path(__file__).resolve().parent / "generated"
 
 

@@ -9,8 +9,18 @@ from grafana_foundation_sdk.models.dashboard import DataSourceRef, VariableRefre
 from magellan import contract
 
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
-# Series selector every magellan panel filters on; $platform and $node are multi-value variables.
-SELECTOR = 'platform=~"$platform", node=~"$node"'
+# The filters of a dashboard: (label, variable label) pairs, each a multi-value variable whose values are taken
+# from the dashboard's metric, narrowed by the filters before it. Most dashboards filter by platform and node.
+NODE_FILTERS = (("platform", "Platform"), ("node", "Node"))
+
+
+def selector(filters: tuple[tuple[str, str], ...]) -> str:
+    """The label matchers of a dashboard's filters: `platform=~"$platform", node=~"$node"`."""
+    return ", ".join(f'{name}=~"${name}"' for name, _ in filters)
+
+
+# Series selector every node-filtered panel uses.
+SELECTOR = selector(NODE_FILTERS)
 RATE = "$__rate_interval"
 JOB = contract.JOB_METRICS  # the job exporter's per-job series
 
@@ -75,21 +85,32 @@ def stat_panel(
     return panel
 
 
-def magellan_dashboard(title: str, uid: str, description: str, tag: str, metric: str) -> dashboard.Dashboard:
-    """A magellan dashboard: its defaults, the $datasource variable, and $platform / $node taken from `metric`."""
-    return (
+def magellan_dashboard(
+    title: str,
+    uid: str,
+    description: str,
+    tag: str,
+    metric: str,
+    filters: tuple[tuple[str, str], ...] = NODE_FILTERS,
+    since: str = "now-30m",
+) -> dashboard.Dashboard:
+    """A magellan dashboard: its defaults, the $datasource variable, and a variable per filter (by default $platform
+    and $node) taken from `metric`; tag: its area (its folder in Grafana); since: the start of its time range."""
+    d = (
         dashboard.Dashboard(title)
         .uid(uid)
         .description(description)
         .tags(["magellan", "generated", tag])
         .refresh("10s")
-        .time("now-30m", "now")
+        .time(since, "now")
         .timezone("browser")
         .editable()
         .with_variable(datasource_variable())
-        .with_variable(label_variable("platform", "Platform", f"label_values({metric}, platform)"))
-        .with_variable(label_variable("node", "Node", f'label_values({metric}{{platform=~"$platform"}}, node)'))
     )
+    for i, (name, label) in enumerate(filters):
+        narrowed = f"{metric}{{{selector(filters[:i])}}}" if i else metric
+        d = d.with_variable(label_variable(name, label, f"label_values({narrowed}, {name})"))
+    return d
 
 
 def running_jobs() -> str:

@@ -10,13 +10,11 @@ from typing import Any
 
 from testbed.prom import PromClient, PromError
 
-# What Grafana would substitute; "All" of a multi-value variable becomes its allValue ".*".
+# What Grafana would substitute for its own variables; a dashboard's variables are "All" (template_values).
 DEFAULTS = {
     "__rate_interval": "1m",
     "__interval": "15s",
     "__range": "5m",
-    "platform": ".*",
-    "node": ".*",
     "datasource": "prometheus",
 }
 _VAR = re.compile(r"\$(\w+)|\$\{(\w+)(?::\w+)?\}|\[\[(\w+)\]\]")
@@ -43,6 +41,12 @@ def panel_queries(dash: dict[str, Any]) -> list[PanelQuery]:
     return out
 
 
+def template_values(dash: dict[str, Any]) -> dict[str, str]:
+    """Each query variable of the dashboard at "All": its allValue (".*" when it has none)."""
+    found = (dash.get("templating") or {}).get("list") or []
+    return {str(v["name"]): str(v.get("allValue") or ".*") for v in found if v.get("type") == "query"}
+
+
 def expand(expr: str, variables: dict[str, str] | None = None) -> str:
     """Substitute Grafana variables; raise KeyError naming one that has no value."""
     values = {**DEFAULTS, **(variables or {})}
@@ -60,13 +64,14 @@ def check_dashboards(prom: PromClient, directory: Path, require_data: bool = Tru
     """One line per panel query that fails on prom, or (with require_data) returns nothing."""
     failures = []
     for path in sorted(directory.glob("*.json")):
-        for q in panel_queries(json.loads(path.read_text())):
+        dash = json.loads(path.read_text())
+        for q in panel_queries(dash):
             where = f"{path.name}: panel '{q.panel}' query {q.ref_id}"
             try:
-                result = prom.query(expand(q.expr))
+                result = prom.query(expand(q.expr, template_values(dash)))
             except (PromError, KeyError) as exc:
                 failures.append(f"{where}: {exc}")
                 continue
             if require_data and not result:
-                failures.append(f"{where}: empty result for {expand(q.expr)}")
+                failures.append(f"{where}: empty result for {expand(q.expr, template_values(dash))}")
     return failures

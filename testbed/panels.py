@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from dashboards.queries import expand
+from dashboards.queries import expand, template_values
 from testbed.prom import PromClient, PromError
 
 MAX_POINTS = 300  # points per series at most: the step grows with the range
@@ -113,8 +113,8 @@ def _ordered(dash: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _ordered({"panels": panel.get("panels") or []})
 
 
-def _series(prom: PromClient, target: dict[str, Any], rng: TimeRange) -> list[Series]:
-    expr = expand(target["expr"], rng.variables())
+def _series(prom: PromClient, target: dict[str, Any], variables: dict[str, str], rng: TimeRange) -> list[Series]:
+    expr = expand(target["expr"], variables)
     grouped: dict[frozenset[tuple[str, str]], list[tuple[float, float]]] = {}
     for s in prom.query_range(expr, rng.start, rng.end, rng.step):
         grouped.setdefault(frozenset(s.labels.items()), []).append((s.timestamp, s.value))
@@ -130,6 +130,7 @@ def _series(prom: PromClient, target: dict[str, Any], rng: TimeRange) -> list[Se
 def load(prom: PromClient, dash: dict[str, Any], rng: TimeRange) -> list[Panel]:
     """The dashboard's panels with the series of their queries over rng; a query that fails is the panel's error."""
     panels = []
+    variables = template_values(dash) | rng.variables()
     for p in _ordered(dash):
         defaults = (p.get("fieldConfig") or {}).get("defaults") or {}
         calcs = ((p.get("options") or {}).get("reduceOptions") or {}).get("calcs") or ["lastNotNull"]
@@ -139,7 +140,7 @@ def load(prom: PromClient, dash: dict[str, Any], rng: TimeRange) -> list[Panel]:
             if not target.get("expr"):
                 continue
             try:
-                series += _series(prom, target, rng)
+                series += _series(prom, target, variables, rng)
             except (PromError, KeyError) as exc:
                 errors.append(f"query {target.get('refId', '')}: {exc}")
         panels.append(

@@ -18,7 +18,8 @@ from testbed.inventory import Inventory
 from testbed.model import Comparison, load_campaign
 from testbed.prom import PromClient
 from testbed.report import write_report
-from tests.integration.conftest import REPO, ansible_playbook, node_shell, recap
+from tests.browser import chromium, problems
+from tests.integration.conftest import INVENTORY, REPO, ansible_playbook, node_shell, recap
 
 pytestmark = pytest.mark.integration
 
@@ -121,6 +122,23 @@ def test_every_dashboard_query_returns_data(
     assert failures == [], "\n".join(failures)
 
 
+def test_the_dashboards_drawn_over_the_campaign_open_in_a_browser(
+    campaign: list[Comparison], bare_vs_virtual: Comparison, tmp_path: Path
+) -> None:
+    """`testbed dashboards render` (as make testbed ends) over the campaign: every panel of every dashboard has data,
+    and headless Chromium opens every page without a console error, a failed request or a broken image."""
+    start = min(c.started for c in [*campaign, bare_vs_virtual])
+    out = tmp_path / "dashboards"
+    argv = ["dashboards", "render", "--inventory", str(INVENTORY), "--from", start.isoformat(), "--out", str(out)]
+    assert cli.main(argv) == 0
+    pages = sorted(out.glob("*.html"))
+    assert {p.stem for p in pages} == {"index"} | {p.stem for p in (REPO / "dashboards" / "generated").glob("*.json")}
+    assert "No data" not in "".join(p.read_text() for p in pages)
+    with chromium() as browser:
+        found = [line for p in pages for line in problems(browser, p, f"site-{p.stem}")]
+    assert found == [], "\n".join(found)
+
+
 @pytest.fixture(scope="module")
 def no_change_runs(
     comparison: Comparison, tmp_path_factory: pytest.TempPathFactory
@@ -153,6 +171,8 @@ def test_report_is_written(campaign: list[Comparison], tmp_path: Path) -> None:
     assert (out / "report.md").read_text().count("compute") >= 2
     for png in ("simulate.png", "analyze.png", "storm_scaling.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with chromium() as browser:
+        assert problems(browser, out / "report.html", "site-report") == []
 
 
 def test_check_mode_on_a_converged_site_changes_nothing(

@@ -145,7 +145,7 @@ def test_external_metrics_are_external_and_used() -> None:
 def test_todays_dashboards_pass() -> None:
     problems = lint.lint_directory(GENERATED)
     assert problems == [], "\n".join(map(str, problems))
-    assert len(list(GENERATED.glob("*.json"))) == 3
+    assert len(list(GENERATED.glob("*.json"))) == 6
 
 
 def panel(dash: dict[str, Any], title: str) -> dict[str, Any]:
@@ -179,7 +179,8 @@ def set_expr(title: str, expr: str, ref: int = 0) -> Callable[[dict[str, Any]], 
         (lambda d: d["templating"]["list"][1].update(datasource={"uid": "prom-1"}), ("", "datasource")),
         (set_expr(EPS, "sum(rate(magellan_job_events_processed_total[5m]))"), (EPS, "rate-interval")),
         (set_expr(EPS, "sum(irate(magellan_job_events_processed_total[$__interval]))"), (EPS, "rate-interval")),
-        (set_expr(EPS, "sum(increase(magellan_job_events_processed_total[$__range]))"), (EPS, "rate-interval")),
+        (set_expr(EPS, "sum(rate(magellan_job_events_processed_total[$__range]))"), (EPS, "rate-interval")),
+        (set_expr(EPS, "sum(increase(magellan_job_events_processed_total[1h]))"), (EPS, "rate-interval")),
         (lambda d: panel(d, EPS)["fieldConfig"]["defaults"].pop("unit"), (EPS, "unit")),
         (lambda d: panel(d, EPS).update(description="  "), (EPS, "description")),
         (lambda d: panel(d, EPS).update(targets=[]), (EPS, "query")),
@@ -194,6 +195,12 @@ def test_each_rule_fails_on_a_dashboard_broken_for_it(
     change: Callable[[dict[str, Any]], None], expected: tuple[str, str]
 ) -> None:
     assert broken(change) == [(UID, *expected)]
+
+
+def test_a_total_over_the_time_range_is_not_a_rate() -> None:
+    # increase() over $__range is what the dashboard's whole range added (the accounting totals): dashboard-linter
+    # flags it as a window that should be $__rate_interval, a false positive.
+    assert broken(set_expr(EPS, "sum(increase(magellan_job_events_processed_total[$__range]))")) == []
 
 
 def test_a_problem_says_where_and_what_to_fix() -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from dashboards import virtual_nodes
 from dashboards.__main__ import BUILDERS, GENERATED, render
-from dashboards.queries import check_dashboards, expand, panel_queries
+from dashboards.queries import check_dashboards, expand, panel_queries, template_values
 from testbed.model import Comparison, NodeResult
 from testbed.prom import PromClient
 from testbed.results import exposition
@@ -26,6 +26,15 @@ from tests.unit.test_report import T0
 
 REPO = Path(__file__).resolve().parents[2]
 VIRSH = REPO / "tests" / "fixtures" / "virsh"
+NODES = ["platform", "node"]
+FILTERS = {  # each dashboard's variables besides $datasource
+    "magellan-platform-comparison": NODES,
+    "magellan-storage-concurrency": NODES,
+    "magellan-virtual-nodes": NODES,
+    "magellan-cluster-health": NODES,
+    "magellan-accounting": ["account", "user", "partition"],
+    "magellan-campaign-history": ["group", "workload", *NODES],
+}
 
 
 def dashboards() -> list[dict[str, object]]:
@@ -52,9 +61,8 @@ def test_check_detects_drift(tmp_path: Path) -> None:
 
 def test_every_panel_is_described_typed_and_queried() -> None:
     for dash in dashboards():
-        assert dash["uid"] in ("magellan-platform-comparison", "magellan-storage-concurrency", "magellan-virtual-nodes")
         names = [v["name"] for v in dash["templating"]["list"]]  # type: ignore[index]
-        assert names == ["datasource", "platform", "node"]
+        assert names == ["datasource", *FILTERS[dash["uid"]]], dash["uid"]  # type: ignore[index]
         panels = [p for p in dash["panels"] if p["type"] != "row"]  # type: ignore[union-attr]
         assert len(panels) >= 8
         for p in panels:
@@ -66,7 +74,7 @@ def test_every_panel_is_described_typed_and_queried() -> None:
 def test_expand_leaves_no_variable() -> None:
     for dash in dashboards():
         for q in panel_queries(dash):
-            assert "$" not in expand(q.expr), q
+            assert "$" not in expand(q.expr, template_values(dash)), q
     assert expand('x{node=~"$node"}[$__rate_interval]', {"node": "compute1"}) == 'x{node=~"compute1"}[1m]'
     with pytest.raises(KeyError, match=r"\$nope"):
         expand('up{x=~"$nope"}')
@@ -163,7 +171,8 @@ def test_virtual_nodes_queries_answer_from_the_exporter_and_the_comparison(
     live_prometheus: Callable[[list[str]], PromClient], virt_exporter: str, comparison_target: str
 ) -> None:
     prom = live_prometheus([virt_exporter, comparison_target])
-    queries = {q.panel + " " + q.ref_id: expand(q.expr) for q in panel_queries(virtual_dashboard())}
+    dash = virtual_dashboard()
+    queries = {q.panel + " " + q.ref_id: expand(q.expr, template_values(dash)) for q in panel_queries(dash)}
     deadline = time.monotonic() + 30
     while empty := [name for name, expr in queries.items() if not prom.query(expr)]:  # rates need two scrapes
         assert time.monotonic() < deadline, f"no data for {empty}"

@@ -19,8 +19,22 @@ from tests.conftest import free_port
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "grafana"
 TOKEN = "glsa_test_token"
-UIDS = ["magellan-platform-comparison", "magellan-storage-concurrency", "magellan-virtual-nodes"]
-FOLDERS = {"magellan-comparison", "magellan-storage", "magellan-virtualisation"}
+UIDS = [
+    "magellan-accounting",
+    "magellan-campaign-history",
+    "magellan-cluster-health",
+    "magellan-platform-comparison",
+    "magellan-storage-concurrency",
+    "magellan-virtual-nodes",
+]
+FOLDERS = {
+    "magellan-accounting",
+    "magellan-campaigns",
+    "magellan-health",
+    "magellan-comparison",
+    "magellan-storage",
+    "magellan-virtualisation",
+}
 
 
 def recorded(name: str) -> dict[str, Any]:
@@ -159,8 +173,8 @@ def test_a_second_push_saves_nothing(fake: tuple[FakeGrafana, str], push: Any) -
     state.requests.clear()
     rc, out = push(url)
     assert rc == 0 and state.posts() == []
-    assert [m for m, _, _ in state.requests] == ["GET"] * 7  # health, 3 folders, 3 dashboards
-    assert out.count("unchanged, left as it is") == 3
+    assert [m for m, _, _ in state.requests] == ["GET"] * (1 + len(FOLDERS) + len(UIDS))  # health, folders, dashboards
+    assert out.count("unchanged, left as it is") == len(UIDS)
 
 
 def test_a_changed_dashboard_is_saved_with_the_version_it_replaces(fake: tuple[FakeGrafana, str], push: Any) -> None:
@@ -186,7 +200,7 @@ def test_dry_run_posts_nothing(fake: tuple[FakeGrafana, str], push: Any) -> None
     state, url = fake
     rc, out = push(url, "--dry-run")
     assert rc == 0 and state.posts() == [] and state.folders == {}
-    assert "(dry run: nothing is saved)" in out and out.count("new, would be created") == 6  # 3 folders, 3 dashboards
+    assert "(dry run: nothing is saved)" in out and out.count("new, would be created") == len(FOLDERS) + len(UIDS)
     push(url)
     stored, folder = state.dashboards["magellan-platform-comparison"]
     state.store({**stored, "title": "Platform comparison (edited)"}, folder, version=5)
@@ -196,14 +210,14 @@ def test_dry_run_posts_nothing(fake: tuple[FakeGrafana, str], push: Any) -> None
     assert (
         "magellan-platform-comparison 'Platform comparison' in magellan-comparison: changed, would be updated " in out
     )
-    assert "(title changed)" in out and out.count("unchanged") == 2
+    assert "(title changed)" in out and out.count("unchanged") == len(UIDS) - 1
 
 
 def test_a_bad_token_stops_with_what_to_do(fake: tuple[FakeGrafana, str], push: Any) -> None:
     state, url = fake
     rc, out = push(url, token="wrong")
     assert rc == 1 and state.posts() == []
-    assert f"Grafana at {url} refused the token while reading folder magellan-comparison (401 Invalid API key)" in out
+    assert f"Grafana at {url} refused the token while reading folder magellan-accounting (401 Invalid API key)" in out
     assert "GRAFANA_TOKEN" in out and "--token-file" in out
     assert len(state.requests) == 2  # health, then the first call: no more after a refused token
 
@@ -253,7 +267,7 @@ def test_a_folder_that_cannot_be_created(fake: tuple[FakeGrafana, str], push: An
         f"Grafana at {url} answered 409: a folder or dashboard in the general folder with the same name already "
         "exists: a folder titled 'Magellan storage' exists under another uid; rename or delete it in Grafana"
     ) in out
-    assert set(state.dashboards) == {"magellan-platform-comparison", "magellan-virtual-nodes"}  # the others went in
+    assert set(state.dashboards) == set(UIDS) - {"magellan-storage-concurrency"}  # the others went in
 
 
 def test_a_url_that_is_not_grafana(fake: tuple[FakeGrafana, str], push: Any) -> None:
@@ -291,7 +305,7 @@ def test_folder_for_needs_one_area() -> None:
 def test_load_dashboards_by_uid(tmp_path: Path) -> None:
     assert [d["uid"] for d in grafana.load_dashboards()] == UIDS
     assert [d["uid"] for d in grafana.load_dashboards(uids=UIDS[::-1])] == UIDS[::-1]
-    with pytest.raises(GrafanaError, match="no generated dashboard with uid nope \\(there are: magellan-platform"):
+    with pytest.raises(GrafanaError, match="no generated dashboard with uid nope \\(there are: magellan-accounting,"):
         grafana.load_dashboards(uids=["nope"])
     with pytest.raises(GrafanaError, match=r"no dashboards in .*: run make dashboards"):
         grafana.load_dashboards(tmp_path)

@@ -80,6 +80,7 @@ def dashboard() -> dict[str, object]:
         "uid": "t",
         "title": "Test dashboard",
         "description": "made by the test",
+        "templating": {"list": [{"type": "query", "name": "node", "includeAll": True, "allValue": ".*"}]},
         "panels": [
             {"type": "row", "title": "Jobs", "gridPos": {"x": 0, "y": 0, "w": 24, "h": 1}, "panels": []},
             panel("stat", "Events", f'sum by (node) ({events}{{node=~"$node"}})', 12, 1),

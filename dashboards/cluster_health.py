@@ -1,0 +1,116 @@
+""" "Cluster health": is everything the comparisons rely on up — every scrape target, each exporter's own reading of
+its source (its _up and its errors by reason), and Prometheus itself."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard
+
+from dashboards.common import RATE, SELECTOR, magellan_dashboard, stat_panel, target, timeseries_panel
+from magellan import contract
+
+UID = "magellan-cluster-health"
+LEGEND = "{{job}} on {{node}}"
+
+
+def each_exporter(query: str) -> str:
+    """query (with {up}/{errors} for an exporter's series) for every exporter of ours, joined with `or`: each name
+    stays a plain name (the lint checks it), and the exporters not deployed on a site add nothing."""
+    return " or ".join(
+        query.format(up=contract.exporter_up(e), errors=contract.exporter_scrape_errors(e) + "_total")
+        for e in contract.EXPORTERS
+    )
+
+
+UP = each_exporter(f"{{up}}{{{{{SELECTOR}}}}}")
+ERRORS = each_exporter(f"sum by (job, node, reason) (rate({{errors}}{{{{{SELECTOR}}}}}[{RATE}]))")
+
+
+def build() -> dashboard.Dashboard:
+    d = magellan_dashboard(
+        "Cluster health",
+        UID,
+        "Whether the site's monitoring sees everything: scrape targets up, each magellan exporter reading its "
+        "source (its own _up and errors by reason), scrape times and Prometheus' own load.",
+        "health",
+        "up",
+    )
+    d = d.with_row(dashboard.Row("Targets and exporters"))
+    d = d.with_panel(
+        stat_panel(
+            "Targets down",
+            "Scrape targets whose last scrape failed (up = 0): an exporter or node that is down or unreachable. "
+            "0 is good.",
+            "short",
+            [target(f"sum(1 - up{{{SELECTOR}}})", "down")],
+        )
+    )
+    d = d.with_panel(
+        stat_panel(
+            "Exporters failing their source",
+            "Magellan exporters that answer but could not read their source at the last scrape (their _up = 0: "
+            "sacct failing, no jobs directory, virsh unreachable). 0 is good.",
+            "short",
+            [target(f"sum(1 - ({UP}))", "failing")],
+        )
+    )
+    d = d.with_panel(
+        stat_panel(
+            "Targets",
+            "Scrape targets Prometheus has, up or not, per scrape job.",
+            "short",
+            [target(f"count by (job) (up{{{SELECTOR}}})", "{{job}}")],
+            width=12,
+        )
+    )
+    d = d.with_panel(
+        timeseries_panel(
+            "Scrape targets up",
+            "1 while Prometheus' scrapes of the target succeed, 0 while they fail, per scrape job and node.",
+            "short",
+            [target(f"up{{{SELECTOR}}}", LEGEND)],
+        )
+    )
+    d = d.with_panel(
+        timeseries_panel(
+            "Exporters reading their source",
+            "Each magellan exporter's own _up: 1 while it reads its source (progress files, sacct, virsh, "
+            "/proc and /sys), 0 while it cannot and serves what it last read.",
+            "short",
+            [target(UP, LEGEND)],
+        )
+    )
+    d = d.with_panel(
+        timeseries_panel(
+            "Exporter errors",
+            "Unusable inputs per second by reason and exporter (an invalid progress file, a sacct timeout, a "
+            "virsh failure, an unreadable device): each counted, while the rest is still exported.",
+            "short",
+            [target(ERRORS, "{{reason}}: " + LEGEND)],
+        )
+    )
+    d = d.with_panel(
+        timeseries_panel(
+            "Scrape duration",
+            "How long each target's scrape took: an exporter close to the scrape timeout is about to be seen down.",
+            "s",
+            [target(f"scrape_duration_seconds{{{SELECTOR}}}", LEGEND)],
+        )
+    )
+    d = d.with_row(dashboard.Row("Prometheus"))
+    d = d.with_panel(
+        timeseries_panel(
+            "Series in memory",
+            "Series in Prometheus' head block: grows with nodes, jobs and label values; its memory follows it.",
+            "short",
+            [target('prometheus_tsdb_head_series{node=~"$node"}', "{{node}}")],
+        )
+    )
+    d = d.with_panel(
+        timeseries_panel(
+            "Samples ingested",
+            "Samples Prometheus appends per second, from all its scrapes.",
+            "ops",
+            [target(f'rate(prometheus_tsdb_head_samples_appended_total{{node=~"$node"}}[{RATE}])', "{{node}}")],
+        )
+    )
+    return d
