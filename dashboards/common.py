@@ -100,7 +100,7 @@ def magellan_dashboard(
         dashboard.Dashboard(title)
         .uid(uid)
         .description(description)
-        .tags(["magellan", "generated", tag])
+        .tags([*contract.DASHBOARD_TAGS, tag])
         .refresh("10s")
         .time(since, "now")
         .timezone("browser")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -44,6 +44,7 @@ PORTS: Mapping[str, int] = {
     "virt_exporter": 9812,
     "storage_exporter": 9813,
     "infiniband_exporter": 9814,  # reserved
+    "grafana": 3000,  # roles/grafana, on real sites (Grafana's own default)
 }
 
 
@@ -516,6 +517,24 @@ def exporter_scrape_errors(exporter: str) -> str:
     """Counter of the exporter's failures to read its source, label `reason` (every reason present from 0); the
     name without `_total`, as prometheus_client's CounterMetricFamily takes it."""
     return f"magellan_{exporter}_scrape_errors"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Dashboards in Grafana: each generated dashboard's tags are DASHBOARD_TAGS and its area; the area is its folder,
+# the same one whether `testbed dashboards push` puts it there or roles/grafana provisions it.
+
+DASHBOARD_TAGS = ("magellan", "generated")
+
+
+def dashboard_folder(uid: str, tags: Sequence[str]) -> tuple[str, str]:
+    """(folder uid, folder title) of a generated dashboard: its one tag besides DASHBOARD_TAGS."""
+    areas = [t for t in tags if t not in DASHBOARD_TAGS]
+    if len(areas) != 1:
+        raise ContractError(
+            f"dashboard {uid}: tags {list(tags)} name {len(areas)} areas; its folder needs exactly one tag besides "
+            f"{' and '.join(DASHBOARD_TAGS)} (dashboards.common.magellan_dashboard's tag)"
+        )
+    return f"magellan-{areas[0]}", f"Magellan {areas[0]}"
 
 
 EXPORTERS = ("job", "accounting", "virt", "storage")  # magellan-<name>-exporter; each has exporter_up, scrape_errors

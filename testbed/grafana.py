@@ -25,9 +25,9 @@ from grafana_client.api import GrafanaApi
 from grafana_client.client import GrafanaException
 
 from dashboards.__main__ import GENERATED
+from magellan import contract
 
 GRAFANA_FIELDS = ("id", "version", "iteration")  # what Grafana adds to a saved model
-OWN_TAGS = ("magellan", "generated")  # every generated dashboard's tags besides its area (dashboards/common.py)
 TOKEN_HELP = "give a service-account token (Editor role) in GRAFANA_TOKEN or in a file named by --token-file"
 
 
@@ -59,14 +59,11 @@ class Plan:
 
 
 def folder_for(dash: Mapping[str, Any]) -> Folder:
-    """The folder of a dashboard's area: its one tag besides magellan and generated (dashboards/common.py)."""
-    areas = [t for t in dash.get("tags") or [] if t not in OWN_TAGS]
-    if len(areas) != 1:
-        raise GrafanaError(
-            f"dashboard {dash.get('uid')}: tags {dash.get('tags')} name {len(areas)} areas; its folder needs exactly "
-            "one tag besides magellan and generated (dashboards.common.magellan_dashboard's tag)"
-        )
-    return Folder(f"magellan-{areas[0]}", f"Magellan {areas[0]}")
+    """The folder of a dashboard's area (magellan.contract.dashboard_folder, as roles/grafana provisions it)."""
+    try:
+        return Folder(*contract.dashboard_folder(str(dash.get("uid")), list(dash.get("tags") or [])))
+    except contract.ContractError as exc:
+        raise GrafanaError(str(exc)) from None
 
 
 def load_dashboards(directory: Path = GENERATED, uids: list[str] | None = None) -> list[dict[str, Any]]:

@@ -9,7 +9,8 @@ For every role under ROLES (default: this repository's roles/):
     it in words (a long list, or an expression such as the inventory name);
   - every public variable, defaulted or documented, is named <role>_*;
   - the preflight include in tasks/main.yml carries every tag of the role's other includes, so that
-    `--tags <role>_configure` runs the preflight too.
+    `--tags <role>_configure` runs the preflight too (or the tag `always`, which also survives --skip-tags of any
+    part).
 One line per disagreement (the role, the variable, what disagrees and what to do) and exit status 1; 0 when all
 agree. Run by `make lint`:  .venv/bin/python tools/check_roles.py [ROLES]
 """
@@ -175,7 +176,7 @@ def check_preflight_tags(role: Path) -> Iterator[Finding]:
         if task not in preflights:
             others += [t for t in _tags(task) if t not in others and t not in SPECIAL_TAGS]
     for task in preflights:
-        missing = [t for t in others if t not in _tags(task)]
+        missing = [] if "always" in _tags(task) else [t for t in others if t not in _tags(task)]
         if missing:
             yield Finding(
                 role.name,

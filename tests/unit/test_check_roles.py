@@ -148,3 +148,10 @@ def test_a_file_that_is_not_yaml_is_named_without_a_traceback(tmp_path: Path) ->
 def test_this_repositorys_roles_agree() -> None:
     proc = run(ROOT / "roles")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_preflight_tagged_always_runs_with_every_part(tmp_path: Path) -> None:
+    # `always` runs with any --tags, and with --skip-tags of the other parts (a role's tags would be skipped then).
+    make_role(tmp_path, main=MAIN.replace("tags: [demo_install, demo_configure, demo_run]", "tags: [always]"))
+    proc = run(tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
