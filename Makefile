@@ -20,7 +20,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 TIMED := $(CURDIR)/tools/timed
 PLAYBOOK := $(BIN)/ansible-playbook -i $(INVENTORY)
 
-.PHONY: help bootstrap testbed site compare test lint unit molecule integration bench clean distclean dashboards lock
+.PHONY: help bootstrap testbed site compare test lint unit molecule integration bench clean distclean dashboards lock \
+  test-grafana
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -120,6 +121,11 @@ molecule: bootstrap
 
 integration: bootstrap
 	$(BIN)/pytest -q -m integration tests/integration --durations=15 $(INTEGRATION_ARGS)
+
+# testbed dashboards push against a real Grafana (not part of make test: no Grafana here). GRAFANA_URL=http://host:3000
+# GRAFANA_TOKEN=<an Editor service-account token>; the dashboards stay there, in their folders.
+test-grafana: bootstrap
+	$(BIN)/pytest -q -p no:cacheprovider tests/live/test_grafana.py
 
 bench: bootstrap
 	$(BIN)/python -m testbed.bench --inventory $(INVENTORY)
