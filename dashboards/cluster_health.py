@@ -1,5 +1,5 @@
 """ "Cluster health": is everything the comparisons rely on up — every scrape target, each exporter's own reading of
-its source (its _up and its errors by reason), and Prometheus itself."""
+its source (its _up and its errors by reason), the Slurm nodes' states, and Prometheus itself."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ def each_exporter(query: str) -> str:
     )
 
 
+SLURM = 'slurm_node=~"$node"'  # the Slurm node a state is about (the series' node is the exporter's host)
+TROUBLE = 'state=~".*(down|drain|fail).*"'  # sinfo's down, drained, draining, fail, failing, idle+drain, ...
 UP = each_exporter(f"{{up}}{{{{{SELECTOR}}}}}")
 ERRORS = each_exporter(f"sum by (job, node, reason) (rate({{errors}}{{{{{SELECTOR}}}}}[{RATE}]))")
 
@@ -94,6 +96,39 @@ def build() -> dashboard.Dashboard:
             "How long each target's scrape took: an exporter close to the scrape timeout is about to be seen down.",
             "s",
             [target(f"scrape_duration_seconds{{{SELECTOR}}}", LEGEND)],
+        )
+    )
+    d = d.with_row(dashboard.Row("Slurm nodes"))
+    d = d.with_panel(
+        stat_panel(
+            "Nodes down, drained or failing",
+            "Slurm nodes (per partition) in a down, drain or fail state, as sinfo reports them on the accounting "
+            "host: they take no jobs. 0 is good; `sinfo -R` says why.",
+            "short",
+            [target(f"sum(magellan_accounting_node_state{{{TROUBLE}, {SLURM}}}) or vector(0)", "nodes")],
+        )
+    )
+    d = d.with_panel(
+        stat_panel(
+            "Nodes not responding",
+            "Slurm nodes slurmctld no longer hears from (sinfo's * suffix): slurmd stopped, the node or its network "
+            "down. 0 is good.",
+            "short",
+            [target(f"sum(1 - magellan_accounting_node_responding{{{SLURM}}})", "not responding")],
+        )
+    )
+    d = d.with_panel(
+        timeseries_panel(
+            "Slurm nodes by state",
+            "How many nodes of each partition are idle, mixed (some CPUs allocated), allocated, down or drained, "
+            "over time: jobs moving in and out, and nodes lost or returned.",
+            "short",
+            [
+                target(
+                    f"count by (partition, state) (magellan_accounting_node_state{{{SLURM}}})",
+                    "{{state}} in {{partition}}",
+                )
+            ],
         )
     )
     d = d.with_row(dashboard.Row("Prometheus"))

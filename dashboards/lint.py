@@ -247,13 +247,16 @@ def exposition_metrics(text: str) -> set[str]:
 
 
 def _accounting_exposition() -> str:
-    """The accounting exporter's exposition on the recorded sacct output (Slurm 22.05): it has no golden file."""
+    """The accounting exporter's exposition on the recorded sacct and sinfo output (Slurm 22.05): it has no golden
+    file."""
     captured = (FIXTURES / "sacct" / "captured-22.05.txt").read_text()
     records, _problems = accounting.parse_sacct(captured)
+    nodes, _problems = accounting.parse_sinfo((FIXTURES / "sinfo" / "captured-22.05-busy.txt").read_text())
     collector = accounting.AccountingCollector(accounting.Options(sacct="/nonexistent/sacct", cluster="magellan"))
     with collector.lock:
         collector.accounting.update(records, now=1.0, window_start=0.0)
         collector.health.read(True, 1.0)
+        collector.nodes = nodes
     registry = CollectorRegistry()
     registry.register(collector)
     return generate_latest(registry).decode()
@@ -278,7 +281,7 @@ def emitted_metrics() -> dict[str, str]:
         "roles/node_exporter/templates/magellan_profile.prom.j2": (
             REPO / "roles" / "node_exporter" / "templates" / "magellan_profile.prom.j2"
         ).read_text(),
-        "exporters/accounting.py on tests/fixtures/sacct/captured-22.05.txt": _accounting_exposition(),
+        "exporters/accounting.py on tests/fixtures/sacct/captured-22.05.txt and sinfo/": _accounting_exposition(),
         "testbed/results.py exposition()": _comparison_exposition(),
     }
     return {name: where for where, text in sources.items() for name in sorted(exposition_metrics(text))}

@@ -1,10 +1,12 @@
-"""magellan-accounting-exporter: Slurm job accounting (sacct) per user, account and partition.
+"""magellan-accounting-exporter: Slurm job accounting (sacct) per user, account and partition, and the state of
+every Slurm node (sinfo).
 
 Runs next to slurmdbd. A background thread asks sacct every --sacct.interval seconds for the jobs of a sliding
 window (from the last good poll minus an overlap; the first poll, at start, looks --sacct.lookback back); a scrape
 only serves the latest figures, so it never waits for slurmdbd. A job is added to the cumulative counters once,
 when it is first seen in a final state; running and pending jobs are gauges. A failing, slow or missing sacct is
-counted by reason and the previous figures keep being served.
+counted by reason and the previous figures keep being served. Each poll also asks sinfo for every node's state in
+each partition; a failing sinfo is counted (reasons sinfo_*) and its states are dropped, not served stale.
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ FINAL_STATES = frozenset(
     {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT"}
 )
 ERROR_REASONS = (*command.REASONS, "parse")  # exported from the start, at 0
+SINFO_REASONS = tuple(f"sinfo_{r}" for r in ERROR_REASONS)
+SINFO_FORMAT = "%N|%P|%T"  # node, partition (the default one ends in *), state in full (sinfo(1), Slurm 22.05)
+# A state's suffixes (sinfo(1) NODE STATE CODES): * not responding; ~ powered off; # powering up; ! pending power
+# down; % powering down; $ maintenance reservation; @ pending reboot; ^ rebooting; - planned by the backfill.
+NODE_STATE = re.compile(r"([a-z_]{1,40}(?:\+[a-z_]{1,40}){0,8})([*~#!%$@^-]{0,9})")
+NODE_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 KEY_LABELS = ("cluster", "user", "account", "partition")
 SECONDS = web.seconds(10 * 365 * 86400)  # the value type of the --sacct.* durations
 MAX_BYTES = 128 << 20  # --sacct.max-bytes: ~600k jobs of four lines; a larger site raises it or the lookback drops
@@ -232,6 +240,33 @@ class Accounting:
         self.counted = {job: seen for job, seen in self.counted.items() if seen >= window_start}
 
 
+@dataclass(frozen=True)
+class NodeState:
+    node: str
+    partition: str
+    state: str  # sinfo's state in full, without its suffixes: idle, mixed, allocated, down, drained, idle+drain ...
+    responding: bool  # no * suffix
+
+
+def parse_sinfo(text: str) -> tuple[list[NodeState], list[tuple[int, str]]]:
+    """Parse `sinfo --noheader --Node --format=SINFO_FORMAT`: a node's state per partition, and (line number,
+    problem) pairs. A node in two partitions is a line in each."""
+    states, problems = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        parts = line.strip().split("|")
+        if len(parts) != 3:
+            problems.append((number, f"{len(parts)} fields, not 3"))
+            continue
+        node, partition, state = parts
+        partition = partition.removesuffix("*")
+        m = NODE_STATE.fullmatch(state.lower())
+        if not NODE_NAME.fullmatch(node) or not NODE_NAME.fullmatch(partition) or not m:
+            problems.append((number, f"not a node, partition and state: {line[:80]!r}"))
+            continue
+        states.append(NodeState(node, partition, m.group(1), "*" not in m.group(2)))
+    return states, problems
+
+
 def sacct_argv(sacct: str, start: float) -> list[str]:
     since = datetime.fromtimestamp(start).strftime("%Y-%m-%dT%H:%M:%S")
     return [sacct, "--allusers", "--parsable2", "--noheader", f"--starttime={since}", "--endtime=now",
@@ -247,6 +282,7 @@ class Options:
     overlap: float = 600.0
     timeout: float = 30.0
     max_bytes: int = MAX_BYTES
+    sinfo: str | None = "sinfo"  # None: no node states (--no-collector.nodes)
 
 
 def run_sacct(options: Options, start: float) -> str:
@@ -254,6 +290,13 @@ def run_sacct(options: Options, start: float) -> str:
     argv = sacct_argv(options.sacct, start)
     install = "install slurm-client or set --sacct.path"
     return command.run(argv, options.timeout, "sacct", install, options.max_bytes, "--sacct.max-bytes")
+
+
+def run_sinfo(options: Options) -> str:
+    """sinfo's node states; command.CommandError when there are none to use."""
+    argv = [str(options.sinfo), "--noheader", "--Node", f"--format={SINFO_FORMAT}"]
+    install = "install slurm-client, set --sinfo.path, or turn it off with --no-collector.nodes"
+    return command.run(argv, options.timeout, "sinfo", install, options.max_bytes, "--sacct.max-bytes")
 
 
 class AccountingCollector:
@@ -266,11 +309,12 @@ class AccountingCollector:
         self.health = Health(
             "accounting",
             {"cluster": options.cluster},
-            ERROR_REASONS,
+            (*ERROR_REASONS, *(SINFO_REASONS if options.sinfo else ())),
             "sacct",
             "Failed sacct runs (not_found, exec, timeout, exit_status, too_large) and unusable lines (parse), by "
-            "reason.",
+            "reason; the same of sinfo as sinfo_<reason>.",
         )
+        self.nodes: list[NodeState] = []
         self.lock = threading.Lock()  # guards everything collect() reads
         self.last_poll: float | None = None
         self.duration = 0.0
@@ -300,7 +344,13 @@ class AccountingCollector:
             self.stopping.wait(max(0.0, due - time.monotonic()))
 
     def poll(self) -> None:
-        """One sacct run, outside the lock so that scrapes go on meanwhile; then the figures, under the lock."""
+        """One sacct run and one sinfo run (unless off), each outside the lock so that scrapes go on meanwhile."""
+        self.poll_jobs()
+        if self.options.sinfo:
+            self.poll_nodes()
+
+    def poll_jobs(self) -> None:
+        """One sacct run; then the figures, under the lock."""
         now = self.clock()
         start = now - self.options.lookback if self.last_poll is None else self.last_poll - self.options.overlap
         started = time.monotonic()
@@ -322,6 +372,21 @@ class AccountingCollector:
             self.health.read(True, now)
             self.accounting.update(records, now, start)
             self.duration, self.last_poll = duration, now
+
+    def poll_nodes(self) -> None:
+        """One sinfo run; its node states replace the previous ones, or are dropped when it fails."""
+        try:
+            nodes, problems = parse_sinfo(run_sinfo(self.options))
+        except command.CommandError as exc:
+            LOG.error("%s", exc)
+            nodes, problems, reason = [], [], f"sinfo_{exc.reason}"
+            with self.lock:
+                self.health.failed(reason)
+        for number, problem in problems:
+            LOG.warning("sinfo output line %d: %s", number, problem)
+        with self.lock:
+            self.health.failed("sinfo_parse", len(problems))
+            self.nodes = nodes
 
     def collect(self) -> Iterator[Metric]:
         """The latest figures; never runs sacct."""
@@ -354,7 +419,17 @@ class AccountingCollector:
         for (user, account, partition, state), count in sorted(self.accounting.active.items()):
             families.add([("gauge", "magellan_accounting_active_jobs", "Jobs not finished yet, by state.", count)],
                          [self.options.cluster, user, account, partition, state], ("state",))  # fmt: skip
+        nodes = Families(("cluster", "slurm_node"))
+        for n in self.nodes:
+            nodes.add([("gauge", "magellan_accounting_node_state", "1 per Slurm node, partition and state (sinfo).",
+                        1.0)], [self.options.cluster, n.node, n.partition, n.state],
+                      ("partition", "state"))  # fmt: skip
+        for node, responding in sorted({(n.node, n.responding) for n in self.nodes}):
+            nodes.add([("gauge", "magellan_accounting_node_responding",
+                        "1 while slurmctld hears from the node, 0 when sinfo marks it not responding (*).",
+                        1.0 if responding else 0.0)], [self.options.cluster, node])  # fmt: skip
         yield from families
+        yield from nodes
         yield from self.health.metrics()
         yield self.health.gauge("sacct_duration_seconds", "Time the last sacct run took.", self.duration)
 
@@ -365,6 +440,11 @@ def _parser() -> argparse.ArgumentParser:
     web.add_common_flags(p, contract.PORTS["accounting_exporter"])
     p.add_argument("--sacct.path", dest="sacct", default=d.sacct, help="sacct command (default: %(default)s)")
     p.add_argument("--cluster.name", dest="cluster", default=d.cluster, help="cluster label (default: %(default)s)")
+    p.add_argument("--sinfo.path", dest="sinfo", default=d.sinfo, help="sinfo command (default: %(default)s)")
+    p.add_argument(
+        "--collector.nodes", dest="nodes", action=argparse.BooleanOptionalAction, default=True,
+        help="Slurm node states from sinfo at every poll (default: on)",
+    )  # fmt: skip
     for flag, default, doc in (
         ("interval", d.interval, "run sacct this often"),
         ("lookback", d.lookback, "how far the first poll looks back"),
@@ -384,8 +464,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = web.parse_args(_parser(), argv)
     options = Options(
-        args.sacct, args.cluster, args.interval, args.lookback, args.overlap, args.timeout, args.max_bytes
-    )
+        args.sacct, args.cluster, args.interval, args.lookback, args.overlap, args.timeout, args.max_bytes,
+        args.sinfo if args.nodes else None,
+    )  # fmt: skip
     LOG.info("sacct %s every %.0f s, cluster=%s", options.sacct, options.interval, options.cluster)
     collector = AccountingCollector(options)
     collector.start()

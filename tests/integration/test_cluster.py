@@ -53,6 +53,15 @@ def test_accounting_metrics_in_prometheus(comparison: Comparison, prom: PromClie
     assert prom.query("magellan_accounting_up")[0].value == 1
 
 
+def test_slurm_node_states_in_prometheus(site: Inventory, prom: PromClient) -> None:
+    """The accounting exporter's sinfo: every Slurm node of the site, in its partition, responding."""
+    states = prom.query("magellan_accounting_node_state")
+    assert {s.labels["slurm_node"] for s in states} >= set(site.groups["slurm_compute"]), states
+    assert all(s.labels["state"] for s in states)
+    responding = {s.labels["slurm_node"]: s.value for s in prom.query("magellan_accounting_node_responding")}
+    assert all(responding[n] == 1 for n in site.groups["slurm_compute"]), responding
+
+
 def test_nodes_and_their_jobs_may_use_every_host_cpu(site: Inventory) -> None:
     """A container node's CPU is its podman quota, not a CPU set. Two things pinned them: Mitogen's CPU policy, which
     every process of a container inherited from the Ansible run that started it (all on CPU 1), and Slurm's

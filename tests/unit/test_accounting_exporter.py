@@ -381,3 +381,60 @@ def test_counters_stay_finite_after_a_huge_value(tmp_path: Path) -> None:
     text = scrape(polled(Options(sacct=fake_sacct(tmp_path, body))))
     assert "Inf" not in text and "NaN" not in text
     assert 'magellan_accounting_scrape_errors_total{cluster="magellan",reason="parse"} 1.0' in text
+
+
+# --- Slurm node states (sinfo) --------------------------------------------------------------------------------------
+
+SINFO = Path(__file__).resolve().parents[1] / "fixtures" / "sinfo"
+
+
+@pytest.mark.parametrize("path", sorted(SINFO.glob("captured-*.txt")), ids=lambda p: p.name)
+def test_every_sinfo_capture_parses_whole(path: Path) -> None:
+    nodes, problems = accounting.parse_sinfo(path.read_text())
+    assert problems == [] and nodes
+    assert all(n.partition and not n.partition.endswith("*") for n in nodes)
+
+
+def test_sinfo_states_and_their_suffixes() -> None:
+    nodes, problems = accounting.parse_sinfo(
+        "c1|chos*|idle\nc2|chos*|down*\nc3|chos|idle+drain\nc3|kvm|idle+drain\nc4|chos|drained~\n"
+        "c5|chos|mixed|extra\nc6||idle\nc7|chos|IDLE\nc8|chos|id le\n"
+    )
+    got = [(n.node, n.partition, n.state, n.responding) for n in nodes]
+    assert got == [
+        ("c1", "chos", "idle", True),
+        ("c2", "chos", "down", False),
+        ("c3", "chos", "idle+drain", True),
+        ("c3", "kvm", "idle+drain", True),
+        ("c4", "chos", "drained", True),
+        ("c7", "chos", "idle", True),
+    ]
+    assert [n for n, _ in problems] == [6, 7, 9]
+
+
+def test_node_states_are_served_and_dropped_when_sinfo_fails(tmp_path: Path) -> None:
+    sacct = fake_sacct(tmp_path, f"cat {CAPTURED}")
+    sinfo = fake_sacct(tmp_path, "echo 'compute1|chos*|mixed'; echo 'vm1|tcg|down*'", name="sinfo")
+    collector = polled(Options(sacct=sacct, sinfo=sinfo))
+    text = scrape(collector)
+    node = 'magellan_accounting_node_state{cluster="magellan",partition="{}",slurm_node="{}",state="{}"} 1.0'
+    assert node.replace("{}", "chos", 1).replace("{}", "compute1", 1).replace("{}", "mixed", 1) in text
+    assert 'magellan_accounting_node_responding{cluster="magellan",slurm_node="vm1"} 0.0' in text
+    assert 'magellan_accounting_node_responding{cluster="magellan",slurm_node="compute1"} 1.0' in text
+    assert 'reason="sinfo_exit_status"} 0.0' in text
+    collector.options.sinfo = fake_sacct(tmp_path, "echo 'slurm_load_node error' >&2; exit 1", name="bad-sinfo")
+    collector.poll()
+    text = scrape(collector)
+    assert "magellan_accounting_node_state{" not in text  # not served stale: a node shown idle may be down
+    assert 'reason="sinfo_exit_status"} 1.0' in text
+    assert f"{UP} 1.0" in text  # sacct still answers: the jobs' figures are up
+
+
+def test_sinfo_is_asked_even_when_sacct_fails_and_can_be_turned_off(tmp_path: Path) -> None:
+    sinfo = fake_sacct(tmp_path, "echo 'compute1|chos*|idle'", name="sinfo")
+    text = scrape(polled(Options(sacct=str(tmp_path / "missing"), sinfo=sinfo)))
+    assert 'slurm_node="compute1",state="idle"} 1.0' in text and f"{UP} 0.0" in text
+    text = scrape(polled(Options(sacct=fake_sacct(tmp_path, f"cat {CAPTURED}"), sinfo=None)))
+    assert "node_state" not in text and 'reason="sinfo_' not in text
+    args = accounting.web.parse_args(accounting._parser(), ["--no-collector.nodes", "--sinfo.path", "/x/sinfo"])
+    assert args.nodes is False and args.sinfo == "/x/sinfo"

@@ -162,6 +162,30 @@ def test_parse_sacct_one_field_mutated(line: int, column: int, value: str) -> No
     check_sacct("\n".join(lines))
 
 
+SINFO = (FIX / "sinfo" / "captured-22.05-busy.txt").read_text().splitlines()
+
+
+def check_sinfo(text: str) -> None:
+    nodes, problems = accounting.parse_sinfo(text)
+    assert all(isinstance(n, int) and isinstance(p, str) for n, p in problems)
+    for n in nodes:  # what passes is a label value Prometheus takes: printable ASCII of bounded length
+        assert all(v.isascii() and v.isprintable() and 0 < len(v) <= 400 for v in (n.node, n.partition, n.state))
+
+
+@FAST
+@given(st.text(max_size=400))
+def test_parse_sinfo_arbitrary(text: str) -> None:
+    check_sinfo(text)
+
+
+@FAST
+@given(st.integers(0, len(SINFO) - 1), st.integers(0, 2), NEAR | st.sampled_from(["idle*", "down~#", "mix+drain", "*"]))
+def test_parse_sinfo_one_field_mutated(line: int, column: int, value: str) -> None:
+    lines = list(SINFO)
+    lines[line] = _replace_field(lines[line], column, value, "|")
+    check_sinfo("\n".join(lines))
+
+
 # --- virt: virsh domstats and dumpxml -------------------------------------------------------------------------------
 
 

@@ -116,3 +116,7 @@ def test_accounting_exporter_reports_the_jobs(host):
         time.sleep(1)
     assert PHYSICIST_CPU.search(out), out
     assert "magellan_accounting_up" in out and re.search(r"^magellan_accounting_up\{.*\} 1\.0$", out, re.M)
+    # sinfo's node states: both compute nodes in partition chos, responding.
+    states = re.findall(r'^magellan_accounting_node_state\{[^}]*partition="chos",slurm_node="([^"]+)"', out, re.M)
+    assert len(set(states)) == 2, out
+    assert re.findall(r"^magellan_accounting_node_responding\{[^}]*\} (\S+)$", out, re.M) == ["1.0", "1.0"], out
