@@ -471,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     collector = AccountingCollector(options)
     collector.start()
     try:
-        return web.serve(common.registry([collector], Paths().self_procfs), args.listen, LOG)
+        return web.serve(common.registry([collector], Paths().self_procfs), args.listen, LOG, args.web_config)
     finally:
         collector.stop()
         LOG.info("sacct poller stopped")

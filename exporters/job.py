@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         args.platform,
         "on" if args.collector_job else "off",
     )
-    return web.serve(common.registry(collectors, paths.self_procfs), args.listen, LOG)
+    return web.serve(common.registry(collectors, paths.self_procfs), args.listen, LOG, args.web_config)
 
 
 if __name__ == "__main__":

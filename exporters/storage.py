@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     collector = Collector(args.node, build)
     LOG.info("procfs %s, sysfs %s, node=%s, collectors: %s", paths.procfs, paths.sysfs, args.node,
              ", ".join(s.name for s in collector.subsystems) or "none")  # fmt: skip
-    return web.serve(common.registry([collector], paths.self_procfs), args.listen, LOG)
+    return web.serve(common.registry([collector], paths.self_procfs), args.listen, LOG, args.web_config)
 
 
 if __name__ == "__main__":

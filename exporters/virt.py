@@ -489,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(args.virsh, args.uri, args.node, args.timeout, args.readonly, args.max_bytes)
     LOG.info("%s%s -c %s domstats at each scrape, timeout %g s, node=%s", options.virsh,
              " -r" if options.readonly else "", options.uri, options.timeout, options.node)  # fmt: skip
-    return web.serve(common.registry([VirtCollector(options)], Paths().self_procfs), args.listen, LOG)
+    return web.serve(common.registry([VirtCollector(options)], Paths().self_procfs), args.listen, LOG, args.web_config)
 
 
 if __name__ == "__main__":

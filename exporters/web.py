@@ -7,10 +7,19 @@ import logging
 import math
 import signal
 import socket
+import socketserver
+import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+from exporters.webconfig import REALM, WebConfig, WebConfigError, parse_web_config
+
+CLIENT_TIMEOUT = 30.0  # seconds a connection may take for its TLS handshake and request before it is dropped
 
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 LOG_LEVELS["warning"] = logging.WARNING
@@ -92,6 +101,13 @@ def add_common_flags(parser: argparse.ArgumentParser, default_port: int) -> None
         help="address to serve /metrics on (default: %(default)s)",
     )
     parser.add_argument(
+        "--web.config.file",
+        dest="web_config",
+        type=Path,
+        metavar="FILE",
+        help="TLS and basic authentication, in the web-config format of Prometheus' exporters (exporters/webconfig.py)",
+    )
+    parser.add_argument(
         "--log.level",
         dest="log_level",
         type=log_level,
@@ -101,19 +117,93 @@ def add_common_flags(parser: argparse.ArgumentParser, default_port: int) -> None
     )
 
 
-def serve(registry: CollectorRegistry, listen: tuple[str, int], log: logging.Logger) -> int:
-    """Serve the registry on (host, port) until SIGTERM or SIGINT; 0 on a clean stop, 1 when the address cannot be
-    bound."""
+class _Handler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _server(host: str, port: int, tls: ssl.SSLContext | None) -> WSGIServer:
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+
+    class Server(socketserver.ThreadingMixIn, WSGIServer):
+        address_family = family
+        daemon_threads = True
+
+        def finish_request(self, request: Any, client_address: Any) -> None:
+            """In the request's own thread: a bounded time for it, the TLS handshake here (a slow or silent client
+            holds only its thread), then the request."""
+            request.settimeout(CLIENT_TIMEOUT)
+            try:
+                if isinstance(request, ssl.SSLSocket):
+                    request.do_handshake()
+                super().finish_request(request, client_address)
+            except (OSError, ssl.SSLError):
+                pass  # the client went away, timed out or failed its handshake: nothing to answer
+
+    server = Server((host, port), _Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    return server
+
+
+def app(registry: CollectorRegistry, config: WebConfig) -> Callable[..., Iterable[bytes]]:
+    """The WSGI application: /metrics (any path, as prometheus_client serves it) for an authorized request."""
+    metrics = make_wsgi_app(registry)
+    extra = list(config.headers.items())
+
+    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not config.authorized(environ.get("HTTP_AUTHORIZATION")):
+            start_response("401 Unauthorized", [("WWW-Authenticate", REALM), ("Content-Type", "text/plain"), *extra])
+            return [b"Unauthorized\n"]
+        body: Iterable[bytes] = metrics(
+            environ, lambda status, headers, *exc: start_response(status, [*headers, *extra], *exc)
+        )
+        return body
+
+    return wsgi
+
+
+def load_web_config(path: Path | None) -> WebConfig:
+    """The --web.config.file (no TLS and no users without one); WebConfigError naming the file and the problem."""
+    if path is None:
+        return WebConfig()
+    try:
+        config = parse_web_config(path.read_text())
+        if config.tls is not None:
+            config.tls.context()  # the certificate and key are usable: fail at start, not at the first scrape
+    except OSError as exc:
+        raise WebConfigError(f"--web.config.file {path}: {exc.strerror or exc}") from None
+    except WebConfigError as exc:
+        raise WebConfigError(f"--web.config.file {path}: {exc}") from None
+    return config
+
+
+def serve(
+    registry: CollectorRegistry, listen: tuple[str, int], log: logging.Logger, web_config: Path | None = None
+) -> int:
+    """Serve the registry on (host, port), with the TLS and users of web_config, until SIGTERM or SIGINT; 0 on a
+    clean stop, 1 when the address cannot be bound or the web config cannot be used."""
     host, port = listen
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        start_http_server(port, addr=host, registry=registry)
+        config = load_web_config(web_config)
+    except WebConfigError as exc:
+        log.error("%s", exc)
+        return 1
+    try:
+        server = _server(host, port, config.tls.context() if config.tls else None)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", host, port, exc)
         return 1
-    log.info("listening on %s:%d", host, port)
+    server.set_app(app(registry, config))
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    scheme = "https" if config.tls else "http"
+    auth = f", basic auth for {len(config.users)} user(s)" if config.users else ""
+    log.info("listening on %s://%s:%d%s", scheme, host, port, auth)
     stop.wait()
     log.info("stopping")
+    server.shutdown()
+    server.server_close()
     return 0
