@@ -25,6 +25,8 @@ from testbed.render import print_campaign
 from testbed.results import PublishError, publish
 
 REPO = Path(__file__).resolve().parent.parent
+INVENTORY = REPO / "inventories" / "local"  # the site in a box
+REPORTS = REPO / "reports"  # where campaigns write their report directories and render its pages
 
 
 def _names(text: str, known: tuple[str, ...]) -> list[str]:
@@ -64,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="testbed", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("compare", help="run a workload on several nodes side by side and compare them")
-    c.add_argument("--inventory", type=Path, default=REPO / "inventories" / "local")
+    c.add_argument("--inventory", type=Path, default=INVENTORY)
     c.add_argument("--group", default="workload_nodes", help="inventory group whose nodes are compared")
     c.add_argument(
         "--workload",
@@ -125,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--reports-dir",
         type=Path,
-        default=REPO / "reports",
+        default=REPORTS,
         help="where the campaign's report directory goes, made before the first job (default: %(default)s)",
     )
     c.add_argument(
@@ -163,12 +165,12 @@ def _parser() -> argparse.ArgumentParser:
         help="write every dashboard as a static HTML page, each panel drawn from its own queries on Prometheus "
         "(over the last campaign's time range), to look at without Grafana",
     )
-    draw.add_argument("--inventory", type=Path, default=REPO / "inventories" / "local")
+    draw.add_argument("--inventory", type=Path, default=INVENTORY)
     draw.add_argument("--prometheus-url", help="default: the inventory's Prometheus")
     draw.add_argument(
         "--reports-dir",
         type=Path,
-        default=REPO / "reports",
+        default=REPORTS,
         help="where the campaigns' report directories are (default: %(default)s)",
     )
     draw.add_argument(
