@@ -395,6 +395,12 @@ def test_every_sinfo_capture_parses_whole(path: Path) -> None:
     assert all(n.partition and not n.partition.endswith("*") for n in nodes)
 
 
+def test_a_lost_and_a_drained_node_as_sinfo_reported_them() -> None:
+    nodes, _ = accounting.parse_sinfo((SINFO / "captured-22.05-lost.txt").read_text())
+    got = {(n.node, n.state, n.responding) for n in nodes}
+    assert got == {("compute1", "down", False), ("compute2", "drained", True), ("vm1", "drained", True)}
+
+
 def test_sinfo_states_and_their_suffixes() -> None:
     nodes, problems = accounting.parse_sinfo(
         "c1|chos*|idle\nc2|chos*|down*\nc3|chos|idle+drain\nc3|kvm|idle+drain\nc4|chos|drained~\n"
