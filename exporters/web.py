@@ -122,7 +122,59 @@ class _Handler(WSGIRequestHandler):
         pass
 
 
-def _server(host: str, port: int, tls: ssl.SSLContext | None) -> WSGIServer:
+class LiveWebConfig:
+    """The --web.config.file as it is now. It is read again when it or a file it names (certificate, key, CA) has
+    changed, at the next connection, as exporter-toolkit does: a renewed certificate or a new password needs no
+    restart. A change that cannot be used is logged once and the previous settings stay; one that would turn TLS
+    on or off needs a restart (the listening socket is plain or TLS from the start)."""
+
+    def __init__(self, path: Path | None, log: logging.Logger) -> None:
+        self.path, self.log = path, log
+        self.lock = threading.Lock()
+        self.config, self.context = self._load()  # WebConfigError at start: the exporter does not start
+        self.stamp = self._stamp(self.config)
+
+    def _stamp(self, config: WebConfig) -> tuple[tuple[int, int], ...]:
+        """(mtime, size) of the file and of the files its settings name."""
+        named = [config.tls.cert_file, config.tls.key_file, config.tls.client_ca_file] if config.tls else []
+        stamps = []
+        for f in [Path(p) for p in (self.path, *named) if p]:
+            try:
+                st = f.stat()
+                stamps.append((st.st_mtime_ns, st.st_size))
+            except OSError:
+                stamps.append((-1, -1))
+        return tuple(stamps)
+
+    def _load(self) -> tuple[WebConfig, ssl.SSLContext | None]:
+        if self.path is None:
+            return WebConfig(), None
+        try:
+            config = parse_web_config(self.path.read_text())
+            return config, config.tls.context() if config.tls else None
+        except OSError as exc:
+            raise WebConfigError(f"--web.config.file {self.path}: {exc.strerror or exc}") from None
+        except WebConfigError as exc:
+            raise WebConfigError(f"--web.config.file {self.path}: {exc}") from None
+
+    def get(self) -> tuple[WebConfig, ssl.SSLContext | None]:
+        with self.lock:
+            stamp = self._stamp(self.config)
+            if stamp != self.stamp:
+                self.stamp = stamp
+                try:
+                    config, context = self._load()
+                    if (config.tls is None) != (self.config.tls is None):
+                        raise WebConfigError(f"--web.config.file {self.path}: TLS turned on or off: restart to apply")
+                    self.config, self.context = config, context
+                    self.stamp = self._stamp(config)  # the files the new settings name
+                    self.log.info("%s read again", self.path)
+                except WebConfigError as exc:
+                    self.log.error("%s; the previous settings stay", exc)
+            return self.config, self.context
+
+
+def _server(host: str, port: int, live: LiveWebConfig) -> WSGIServer:
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
 
     class Server(socketserver.ThreadingMixIn, WSGIServer):
@@ -131,27 +183,31 @@ def _server(host: str, port: int, tls: ssl.SSLContext | None) -> WSGIServer:
 
         def finish_request(self, request: Any, client_address: Any) -> None:
             """In the request's own thread: a bounded time for it, the TLS handshake here (a slow or silent client
-            holds only its thread), then the request."""
+            holds only its thread) with the settings of now, then the request."""
             request.settimeout(CLIENT_TIMEOUT)
             try:
                 if isinstance(request, ssl.SSLSocket):
+                    context = live.get()[1]
+                    if context is not None:
+                        request.context = context
                     request.do_handshake()
                 super().finish_request(request, client_address)
             except (OSError, ssl.SSLError):
                 pass  # the client went away, timed out or failed its handshake: nothing to answer
 
     server = Server((host, port), _Handler)
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    if live.context is not None:
+        server.socket = live.context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     return server
 
 
-def app(registry: CollectorRegistry, config: WebConfig) -> Callable[..., Iterable[bytes]]:
+def app(registry: CollectorRegistry, live: LiveWebConfig) -> Callable[..., Iterable[bytes]]:
     """The WSGI application: /metrics (any path, as prometheus_client serves it) for an authorized request."""
     metrics = make_wsgi_app(registry)
-    extra = list(config.headers.items())
 
     def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        config = live.get()[0]
+        extra = list(config.headers.items())
         if not config.authorized(environ.get("HTTP_AUTHORIZATION")):
             start_response("401 Unauthorized", [("WWW-Authenticate", REALM), ("Content-Type", "text/plain"), *extra])
             return [b"Unauthorized\n"]
@@ -161,21 +217,6 @@ def app(registry: CollectorRegistry, config: WebConfig) -> Callable[..., Iterabl
         return body
 
     return wsgi
-
-
-def load_web_config(path: Path | None) -> WebConfig:
-    """The --web.config.file (no TLS and no users without one); WebConfigError naming the file and the problem."""
-    if path is None:
-        return WebConfig()
-    try:
-        config = parse_web_config(path.read_text())
-        if config.tls is not None:
-            config.tls.context()  # the certificate and key are usable: fail at start, not at the first scrape
-    except OSError as exc:
-        raise WebConfigError(f"--web.config.file {path}: {exc.strerror or exc}") from None
-    except WebConfigError as exc:
-        raise WebConfigError(f"--web.config.file {path}: {exc}") from None
-    return config
 
 
 def serve(
@@ -188,16 +229,17 @@ def serve(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        config = load_web_config(web_config)
+        live = LiveWebConfig(web_config, log)
     except WebConfigError as exc:
         log.error("%s", exc)
         return 1
     try:
-        server = _server(host, port, config.tls.context() if config.tls else None)
+        server = _server(host, port, live)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", host, port, exc)
         return 1
-    server.set_app(app(registry, config))
+    server.set_app(app(registry, live))
+    config = live.config
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     scheme = "https" if config.tls else "http"
     auth = f", basic auth for {len(config.users)} user(s)" if config.users else ""

@@ -33,6 +33,7 @@ PREFIX = "/opt/magellan"  # the project's venv and tools on a node
 JOBS_DIR = "/var/lib/magellan/jobs"  # the progress files: written by the workloads, read by the job exporter
 DATA_DIR = "/var/lib/magellan/data"  # the workloads' input files (made once per node, seed, size and format)
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"  # node_exporter's textfile collector (Debian's default)
+WEB_CONFIG = "/etc/magellan/web-config.yml"  # the exporters' --web.config.file (roles/web_config), when it is on
 JOB_OUTPUT = "/tmp/magellan-{job_id}.out"  # a Slurm job's stdout and stderr on its node
 WORKLOAD_COMMAND = "magellan-workload"  # in <venv>/bin
 
@@ -62,6 +63,7 @@ SITE_DIRS: Mapping[str, str] = {
     "jobs_dir": JOBS_DIR,
     "data_dir": DATA_DIR,
     "textfile_dir": TEXTFILE_DIR,
+    "web_config": WEB_CONFIG,
 }
 
 
@@ -89,6 +91,9 @@ def site_vars() -> dict[str, Any]:
     return (
         {site_var(k): v for k, v in SITE_DIRS.items()}
         | {site_var("ports"): dict(PORTS)}
+        # TLS and basic auth between Prometheus and the exporters: off (None) in the site in a box; a real site
+        # gives its certificates and scrape credentials (roles/web_config/README.md).
+        | {site_var("web_security"): None}
         | {site_var("site_address"): "{{ " + address + " | default(inventory_hostname) }}"}
     )
 

@@ -146,6 +146,17 @@ def test_a_silent_client_does_not_hold_up_the_scrapes(secured: int, pki: Path) -
         assert time.monotonic() - started < 5
 
 
+def test_a_changed_web_config_applies_without_a_restart(secured: int, pki: Path, tmp_path: Path) -> None:
+    web = tmp_path / "web.yml"
+    new = bcrypt.hashpw(b"rotated-pw", bcrypt.gensalt(rounds=4)).decode()
+    web.write_text(web.read_text().replace(HASH, new))
+    assert get(secured, pki, "prometheus:rotated-pw")[0] == 200
+    assert get(secured, pki, "prometheus:s3cret-scrape")[0] == 401
+    good = web.read_text()
+    web.write_text(good + "nonsense: [\n")  # an edit that cannot be used: logged, the settings of before stay
+    assert get(secured, pki, "prometheus:rotated-pw")[0] == 200
+
+
 def test_an_unusable_web_config_stops_the_exporter_saying_why(tmp_path: Path, pki: Path) -> None:
     proc, _ = exporter(tmp_path, f"tls_server_config: {{cert_file: {pki / 'ca.crt'}, key_file: {pki / 'server.key'}}}")
     out, _ = proc.communicate(timeout=20)

@@ -72,6 +72,40 @@ def test_sockets_on_the_site_address_only(host):
         assert not host.socket(f"tcp://:::{port}").is_listening, port
 
 
+WEB = "/etc/magellan/tls"
+
+
+def fetch(host, url, auth=None, ca=True):
+    """HTTP status of a GET on the node ("refused" when no HTTP answer comes: TLS refused, plain HTTP on TLS)."""
+    script = (
+        "import base64,ssl,sys,urllib.error,urllib.request\n"
+        f"ctx=ssl.create_default_context(cafile='{WEB}/ca.crt') if {ca} else None\n"
+        "r=urllib.request.Request(sys.argv[1])\n"
+        "if sys.argv[2]: r.add_header('Authorization','Basic '+base64.b64encode(sys.argv[2].encode()).decode())\n"
+        "try: print(urllib.request.urlopen(r,context=ctx,timeout=10).status)\n"
+        "except urllib.error.HTTPError as e: print(e.code)\n"
+        "except (OSError, ssl.SSLError): print('refused')\n"
+    )
+    return host.check_output("python3 -c %s %s %s", script, url, auth or "")
+
+
+def test_exporters_answer_only_over_tls_with_the_password(host):
+    web = host.file(contract.WEB_CONFIG)
+    assert web.mode == 0o644 and "basic_auth_users" in web.content_string
+    assert "molecule-scrape" not in web.content_string  # the hash only
+    for port in (contract.PORTS["node_exporter"], contract.PORTS["job_exporter"]):
+        url = f"https://127.0.0.1:{port}/metrics"
+        assert fetch(host, url, "prometheus:molecule-scrape") == "200", port
+        assert fetch(host, url, "prometheus:wrong") == "401", port
+        assert fetch(host, url) == "401", port
+        # Plain HTTP gets no metrics: node_exporter answers 400 (Go's "HTTP request to an HTTPS server"), ours closes.
+        assert fetch(host, f"http://127.0.0.1:{port}/metrics", ca=False) in ("400", "refused"), port
+    cfg = host.file("/etc/prometheus/prometheus.yml").content_string
+    assert "scheme: https" in cfg and "password_file: " in cfg and "molecule-scrape" not in cfg
+    secret = host.file("/etc/prometheus/magellan-scrape-password")
+    assert (secret.group, secret.mode, secret.content_string) == ("prometheus", 0o640, "molecule-scrape")
+
+
 def test_every_target_is_up(host):
     # All at once, within a minute: one scrape that timed out on a loaded machine is not a target that is down.
     result = wait_for(host, "count(up) >= 3 and min(up) == 1")
