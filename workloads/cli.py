@@ -354,11 +354,20 @@ def storm(args: argparse.Namespace, stop: StopFlag) -> int:
         import workloads.rootio  # noqa: F401, PLC0415 - imported once, shared by the forked readers
 
         for i, job_id in enumerate(ids):
-            pid = os.fork()
-            if pid == 0:
-                _reader(args, i, stop)
-            pids[pid] = job_id
-            stop.children.append(pid)
+            # SIGTERM/SIGINT held back across the fork: CPython clears the signal flags in a new child, so one sent
+            # to it before that (a storm stopping its readers at once) would be lost and the reader run on; and the
+            # parent passes a signal on only to the readers it has recorded.
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, set(SIGNAL_MESSAGES))
+            try:
+                pid = os.fork()
+                if pid == 0:
+                    stop.children = []  # its siblings are the storm's to signal
+                    signal.pthread_sigmask(signal.SIG_SETMASK, held)
+                    _reader(args, i, stop)
+                pids[pid] = job_id
+                stop.children.append(pid)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
     except Exception as exc:  # no fork (process limit, memory), no uproot: the storm stops and says why
         unstarted = f"not started: the storm failed ({_reason(exc)})"
         print(f"storm: {_reason(exc)}: stopping its {len(pids)} started readers", file=sys.stderr)
