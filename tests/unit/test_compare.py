@@ -64,10 +64,12 @@ def serve(tmp_path: Path, jobs_per_node: dict[str, list[dict[str, object]]]) -> 
             )
         )
         targets.append(f"127.0.0.1:{port}")
-    yield targets
-    for p in procs:
-        p.terminate()
-        p.wait(timeout=10)
+    try:
+        yield targets
+    finally:  # also when the generator is closed early (targets.close()): no exporter outlives its test
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=10)
 
 
 @pytest.fixture
