@@ -267,9 +267,15 @@ def parse_sinfo(text: str) -> tuple[list[NodeState], list[tuple[int, str]]]:
     return states, problems
 
 
-def sacct_argv(sacct: str, start: float) -> list[str]:
-    since = datetime.fromtimestamp(start).strftime("%Y-%m-%dT%H:%M:%S")
-    return [sacct, "--allusers", "--parsable2", "--noheader", f"--starttime={since}", "--endtime=now",
+def local_time(t: float) -> str:
+    """A unix time as sacct reads a time on this host (its local zone)."""
+    return datetime.fromtimestamp(t).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def sacct_argv(sacct: str, since: str, until: str = "now") -> list[str]:
+    """sacct for the jobs of the window from `since` to `until`, in sacct's time syntax (a local time, or now-N
+    seconds, which reads the same in every time zone)."""
+    return [sacct, "--allusers", "--parsable2", "--noheader", f"--starttime={since}", f"--endtime={until}",
             f"--format={','.join(FIELDS)}"]  # fmt: skip
 
 
@@ -287,7 +293,7 @@ class Options:
 
 def run_sacct(options: Options, start: float) -> str:
     """sacct's output for the window from `start`; command.CommandError when there is none to use."""
-    argv = sacct_argv(options.sacct, start)
+    argv = sacct_argv(options.sacct, local_time(start))
     install = "install slurm-client or set --sacct.path"
     return command.run(argv, options.timeout, "sacct", install, options.max_bytes, "--sacct.max-bytes")
 

@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from dashboards import lint as dashboards_lint
 from magellan import contract
 from magellan.contract import ContractError, JobSpec
-from testbed import analysis, compare, grafana, pages, panels, report
+from testbed import accounting, analysis, compare, grafana, pages, panels, report
 from testbed.campaign import Campaign, Observer
 from testbed.compare import Plan
 from testbed.inventory import Inventory, InventoryError, load_inventory
@@ -180,7 +180,51 @@ def _parser() -> argparse.ArgumentParser:
     draw.add_argument("--to", dest="end", type=_utc, metavar="TIME", help="end of the range with --from (default: now)")
     draw.add_argument("--out", type=Path, help="output directory (default: <reports-dir>/dashboards)")
     draw.add_argument("--dashboards", type=Path, default=dashboards_lint.GENERATED, help=argparse.SUPPRESS)
+    a = sub.add_parser("accounting", help="what each account (project) and user used, from Slurm's accounting")
+    asub = a.add_subparsers(dest="accounting_command", required=True)
+    ar = asub.add_parser("report", help="jobs, CPU-hours, wall-hours, memory peak and I/O per account and user")
+    ar.add_argument("--inventory", type=Path, default=INVENTORY)
+    ar.add_argument(
+        "--since",
+        type=_since,
+        required=True,
+        metavar="WHEN",
+        help="start: a duration back from now (24h, 7d) or a time",
+    )
+    ar.add_argument("--until", type=_utc, metavar="TIME", help="end: a time (ISO 8601; default: now)")
+    ar.add_argument("--csv", type=Path, metavar="FILE", help="also write the rows as CSV (hours and bytes)")
     return p
+
+
+def _since(text: str) -> datetime:
+    """--since: a Prometheus-style duration back from now (24h, 7d, 90m) or an ISO 8601 time."""
+    try:
+        return datetime.now(UTC) - timedelta(seconds=panels.duration_seconds(text))
+    except ValueError:
+        try:
+            return _utc(text)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"{text!r} is neither a duration (24h, 7d) nor an ISO 8601 time") from None
+
+
+def _accounting(args: argparse.Namespace, console: Console) -> int:
+    end = args.until or datetime.now(UTC)
+    if end <= args.since:
+        console.print(f"[red]error:[/] --until {end.isoformat()} is not after --since {args.since.isoformat()}")
+        return 2
+    inventory = load_inventory(args.inventory)
+    with console.status("running sacct on the site's accounting host"):
+        rows, unusable = accounting.report(inventory, args.since.timestamp(), end.timestamp())
+    window = f"{args.since:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC"
+    console.print(accounting.table(rows, f"Usage per account and user, {window} (Slurm accounting)"))
+    if not rows:
+        console.print("no job ended in this window")
+    if unusable:
+        console.print(f"[yellow]{unusable} sacct line(s) could not be read[/] and are left out")
+    if args.csv:
+        accounting.write_csv(rows, args.csv)
+        console.print(f"CSV written to [bold]{args.csv}[/]")
+    return 0
 
 
 def _utc(text: str) -> datetime:
@@ -396,9 +440,16 @@ def main(argv: list[str] | None = None) -> int:
     # A report table is wide: do not squeeze it into 80 columns when the output is a pipe or a CI log.
     console = Console(width=None if sys.stdout.isatty() else 200)
     try:
-        run = {"report": _report, "dashboards": _dashboards}.get(args.command, _compare)
+        run = {"report": _report, "dashboards": _dashboards, "accounting": _accounting}.get(args.command, _compare)
         return run(args, console)
-    except (InventoryError, PromError, compare.CompareError, report.ReportError, grafana.GrafanaError) as exc:
+    except (
+        InventoryError,
+        PromError,
+        compare.CompareError,
+        report.ReportError,
+        grafana.GrafanaError,
+        accounting.AccountingError,
+    ) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 1
     except KeyboardInterrupt:

@@ -41,7 +41,7 @@ def newest(reports_dir: Path) -> Path:
     return found[-1]
 
 
-def _atomic(path: Path, write: Callable[[Path], object]) -> None:
+def atomic(path: Path, write: Callable[[Path], object]) -> None:
     """write(tmp) into a temporary file beside path, then fsync and rename it over path."""
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     os.close(fd)
@@ -65,7 +65,7 @@ def writable(out: Path, what: str) -> Path:
     """out, made if need be, once a file could be written in it; ReportError naming `what` otherwise."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        _atomic(out / ".writable", lambda p: p.write_text(""))
+        atomic(out / ".writable", lambda p: p.write_text(""))
         (out / ".writable").unlink()
     except OSError as exc:
         raise ReportError(
@@ -87,7 +87,7 @@ def save(out: Path, comparisons: list[Comparison], planned: list[str], complete:
     """Write campaign.json: the comparisons so far with their analysis, and what the campaign planned."""
     data = {**analysis.campaign_data(comparisons), "planned": planned, "complete": complete}
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    _atomic(out / CAMPAIGN, lambda p: p.write_text(text))
+    atomic(out / CAMPAIGN, lambda p: p.write_text(text))
 
 
 def load(out: Path) -> Saved:
@@ -125,11 +125,11 @@ def write_report(
     save(out, comparisons, planned, complete=set(planned) <= set(labels))
     missing = [label for label in planned if label not in labels]
     markdown = render.markdown(comparisons, tolerance, missing)
-    _atomic(out / "report.md", lambda p: p.write_text(markdown))
-    _atomic(out / "report.html", lambda p: p.write_text(pages.report_page(markdown)))
+    atomic(out / "report.md", lambda p: p.write_text(markdown))
+    atomic(out / "report.html", lambda p: p.write_text(pages.report_page(markdown)))
     for c in comparisons:
         if not c.is_storm:
-            _atomic(out / f"{c.label}.png", partial(plots.comparison, c))
+            atomic(out / f"{c.label}.png", partial(plots.comparison, c))
     for storms in render.storm_groups(comparisons):
-        _atomic(out / render.storm_plot_name(storms), partial(plots.storm_scaling, storms))
+        atomic(out / render.storm_plot_name(storms), partial(plots.storm_scaling, storms))
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -11,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from magellan.contract import JobRef
+from testbed import cli
 from testbed.inventory import Inventory
 from testbed.model import Comparison
 from testbed.prom import PromClient
-from tests.integration.conftest import REPO, ansible_playbook, node_shell
+from tests.integration.conftest import INVENTORY, REPO, ansible_playbook, node_shell
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +53,16 @@ def test_accounting_metrics_in_prometheus(comparison: Comparison, prom: PromClie
     assert cpu >= 50, f"cpu seconds {cpu}"
     assert wall >= 70, f"wall seconds {wall}"
     assert prom.query("magellan_accounting_up")[0].value == 1
+
+
+def test_accounting_report_of_the_campaign(comparison: Comparison, tmp_path: Path) -> None:
+    """`testbed accounting report` runs sacct on the head through Ansible: the campaign's jobs (root, in account
+    root) are there with their CPU time, in the table and in the CSV."""
+    out = tmp_path / "usage.csv"
+    assert cli.main(["accounting", "report", "--inventory", str(INVENTORY), "--since", "3h", "--csv", str(out)]) == 0
+    rows = {(r["account"], r["user"]): r for r in csv.DictReader(out.read_text().splitlines())}
+    root = rows[("root", "root")]
+    assert int(root["jobs"]) >= 4 and float(root["cpu_hours"]) > 40 / 3600, root  # 4+ jobs of 20 s, half a CPU+
 
 
 def test_slurm_node_states_in_prometheus(site: Inventory, prom: PromClient) -> None:

@@ -207,7 +207,10 @@ def test_each_poll_reaches_back_to_the_previous_one_minus_the_overlap(tmp_path: 
     for step in (0, 15, 15):
         clock[0] += step
         collector.poll()
-    starts = [accounting.sacct_argv(sacct, t)[4] for t in (100_000 - 7200, 100_000 - 600, 100_015 - 600)]
+    starts = [
+        accounting.sacct_argv(sacct, accounting.local_time(t))[4]
+        for t in (100_000 - 7200, 100_000 - 600, 100_015 - 600)
+    ]
     assert calls.read_text().split() == starts
 
 
