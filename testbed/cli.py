@@ -449,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         report.ReportError,
         grafana.GrafanaError,
         accounting.AccountingError,
+        pages.RenderError,
     ) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 1

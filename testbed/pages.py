@@ -108,6 +108,10 @@ def dashboard_page(dash: dict[str, Any], panels: list[Panel], rng: TimeRange, ch
     return page(str(dash.get("title", "")), body)
 
 
+class RenderError(RuntimeError):
+    """A dashboard file that cannot be drawn; the message names it and what to do."""
+
+
 @dataclass
 class Rendered:
     """What render wrote: its index page, and the panels without data or with a failed query, by dashboard."""
@@ -126,8 +130,14 @@ def render(prom: PromClient, directory: Path, out: Path, rng: TimeRange) -> Rend
     done = Rendered(out / "index.html")
     links = []
     try:
-        for path in sorted(directory.glob("*.json")):
-            dash = json.loads(path.read_text())
+        found = sorted(directory.glob("*.json"))
+        if not found:
+            raise RenderError(f"{directory}: no dashboard JSON to draw: run make dashboards")
+        for path in found:
+            try:
+                dash = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                raise RenderError(f"{path}: not a dashboard's JSON ({exc}): run make dashboards") from None
             uid = str(dash.get("uid") or path.stem)
             panels = load(prom, dash, rng)
             charts = {}

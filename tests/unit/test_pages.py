@@ -139,3 +139,13 @@ def test_the_report_as_html_in_a_browser(tmp_path: Path) -> None:
     assert "<table>" in html and '<td class="ok">ok</td>' in html and '<img src="simulate.png"' in html
     with chromium() as browser:
         assert problems(browser, out / "report.html", "unit-test-report") == []
+
+
+def test_a_dashboard_that_is_not_json_is_named(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text("{not json")
+    rng = panels.TimeRange(0, 60, 15)
+    with pytest.raises(pages.RenderError, match=r"bad.json: not a dashboard's JSON .* run make dashboards"):
+        pages.render(PromClient("http://127.0.0.1:9"), tmp_path, tmp_path / "out", rng)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))  # nothing half-written left
+    with pytest.raises(pages.RenderError, match="no dashboard JSON to draw"):
+        pages.render(PromClient("http://127.0.0.1:9"), tmp_path / "none", tmp_path / "out", rng)
