@@ -60,14 +60,18 @@ bootstrap: $(STATE)/apt.stamp $(VENV)/.stamp dist/.stamp dist/wheels/.stamp
 # inventory), with the accelerator the guest really ran on next to the ratio. Empty it for inventories without one.
 VIRTUAL_COMPARE ?= --group bare_vs_virtual --workload simulate --reference compute1
 
+# A comparison with a failed run exits 1 (make testbed too): the other comparison and the dashboards' pages are made
+# all the same.
 testbed: bootstrap
 	@: > $(TIMINGS_FILE)
 	@$(TIMED) site $(PLAYBOOK) playbooks/site.yml
 	@date -u +%Y-%m-%dT%H:%M:%SZ > $(STATE)/campaigns.started
-	@$(TIMED) compare $(BIN)/testbed compare --inventory $(INVENTORY)
-	@if [ -n "$(VIRTUAL_COMPARE)" ]; then \
-	  $(TIMED) compare-virtual $(BIN)/testbed compare --inventory $(INVENTORY) $(VIRTUAL_COMPARE); fi
-	@$(TIMED) render $(BIN)/testbed dashboards render --inventory $(INVENTORY) --from $$(cat $(STATE)/campaigns.started)
+	@rc=0; $(TIMED) compare $(BIN)/testbed compare --inventory $(INVENTORY) || rc=$$?; \
+	  if [ -n "$(VIRTUAL_COMPARE)" ]; then \
+	    $(TIMED) compare-virtual $(BIN)/testbed compare --inventory $(INVENTORY) $(VIRTUAL_COMPARE) || rc=$$?; fi; \
+	  $(TIMED) render $(BIN)/testbed dashboards render --inventory $(INVENTORY) \
+	    --from $$(cat $(STATE)/campaigns.started) || rc=$$?; \
+	  exit $$rc
 
 site: bootstrap
 	@$(TIMED) site $(PLAYBOOK) playbooks/site.yml
