@@ -143,9 +143,14 @@ def build() -> dashboard.Dashboard:
     d = d.with_panel(
         timeseries_panel(
             "Samples ingested",
-            "Samples Prometheus appends per second, from all its scrapes.",
+            "Samples Prometheus appends per second, from all its scrapes (float and native-histogram samples summed).",
             "ops",
-            [target(f'rate(prometheus_tsdb_head_samples_appended_total{{node=~"$node"}}[{RATE}])', "{{node}}")],
+            [
+                target(
+                    f'sum by (node) (rate(prometheus_tsdb_head_samples_appended_total{{node=~"$node"}}[{RATE}]))',
+                    "{{node}}",
+                )
+            ],
         )
     )
     return d
