@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import astuple, dataclass, fields
@@ -20,8 +19,8 @@ from pathlib import Path
 
 from rich.table import Table
 
-from exporters.accounting import JobRecord, parse_sacct, sacct_argv
-from testbed.inventory import Inventory, InventoryError, ansible_command, ansible_env, play_result
+from exporters.accounting import Accounting, JobRecord, parse_sacct, sacct_argv
+from testbed.inventory import Inventory, InventoryError, ad_hoc
 from testbed.report import atomic
 
 GROUP = "accounting_exporter"  # the host that runs sacct for the exporter runs it for the report too
@@ -45,20 +44,23 @@ class Usage:
 
 
 def usage(records: list[JobRecord]) -> list[Usage]:
-    """Per account and user, sorted, the finished jobs' figures summed (memory: the largest peak)."""
-    sums: dict[tuple[str, str], list[float]] = {}
-    for r in records:
-        if not r.final:
-            continue
-        s = sums.setdefault((r.account, r.user), [0, 0, 0.0, 0.0, 0.0, 0.0, 0.0])
-        s[0] += 1
-        s[1] += r.state != "COMPLETED"
-        s[2] += r.cpu_seconds / 3600
-        s[3] += r.elapsed_seconds / 3600
-        s[4] = max(s[4], r.max_rss_bytes)
-        s[5] += r.read_bytes
-        s[6] += r.written_bytes
-    return [Usage(a, u, int(s[0]), int(s[1]), *s[2:]) for (a, u), s in sorted(sums.items())]
+    """Per account and user, sorted: the finished jobs' figures as the exporter sums them (exporters.accounting
+    .Accounting, per user, account and partition), summed over the partitions (memory: the largest peak)."""
+    summed = Accounting()
+    summed.update(records, now=0.0, window_start=0.0)
+    rows: dict[tuple[str, str], Usage] = {}
+    for (user, account, _partition), t in summed.totals.items():
+        jobs = sum(t.jobs.values())
+        part = Usage(account, user, jobs, jobs - t.jobs["COMPLETED"], t.cpu_seconds / 3600, t.wall_seconds / 3600,
+                     t.memory_peak_bytes, t.read_bytes, t.written_bytes)  # fmt: skip
+        old = rows.get((account, user))
+        rows[account, user] = part if old is None else Usage(
+            account, user, old.jobs + part.jobs, old.not_completed + part.not_completed,
+            old.cpu_hours + part.cpu_hours, old.wall_hours + part.wall_hours,
+            max(old.max_rss_bytes, part.max_rss_bytes), old.read_bytes + part.read_bytes,
+            old.written_bytes + part.written_bytes,
+        )  # fmt: skip
+    return [rows[k] for k in sorted(rows)]
 
 
 def run_sacct(inventory: Inventory, start: float, end: float) -> str:
@@ -70,14 +72,9 @@ def run_sacct(inventory: Inventory, start: float, end: float) -> str:
     host = hosts[0]
     now = time.time()
     argv = " ".join(sacct_argv("sacct", f"now-{max(0, int(now - start))}", f"now-{max(0, int(now - end))}"))
-    cmd = [ansible_command("ansible"), "-i", str(inventory.path), host, "-m", "ansible.builtin.command", "-a", argv]
-    env = ansible_env(json_result=True, one_task=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    try:
-        result = play_result(proc.stdout)["plays"][0]["tasks"][0]["hosts"][host]
-    except (ValueError, KeyError, IndexError):
-        why = proc.stderr[-500:]
-        raise AccountingError(f"sacct on {host}: no result (ansible exit {proc.returncode}): {why}") from None
+    result, stderr = ad_hoc(str(inventory.path), host, "ansible.builtin.command", argv)
+    if result is None:
+        raise AccountingError(f"sacct on {host}: no result ({stderr[-500:]})")
     if result.get("rc", 1) != 0 or result.get("unreachable"):
         why = (result.get("stderr") or result.get("msg") or "").strip()[:500]
         raise AccountingError(f"sacct on {host} failed: {why}")

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from magellan import contract
-from testbed.inventory import ansible_command, ansible_env, play_result
+from testbed.inventory import ad_hoc, ansible_command
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -50,16 +50,11 @@ def on_node(inventory: str, host: str, script: str, *args: str, python: str | No
     """Run one of testbed/nodebench's scripts on an inventory host through Ansible; return its JSON line. `python`:
     the interpreter to run it with (the project's venv on the node, for a script that imports uproot), instead of
     the script's own #! line."""
-    cmd = [ansible_command("ansible"), "-i", inventory, host, "-m", "ansible.builtin.script"]
     executable = [f"executable={python}"] if python else []
-    cmd += ["-a", " ".join([*executable, str(REPO / "testbed" / "nodebench" / script), *args])]
-    proc = subprocess.run(
-        cmd, cwd=REPO, capture_output=True, text=True, env=ansible_env(json_result=True, one_task=True), check=False
-    )
-    try:
-        result = play_result(proc.stdout)["plays"][0]["tasks"][0]["hosts"][host]
-    except (ValueError, KeyError, IndexError):
-        raise SystemExit(f"{script} on {host}: no result (exit {proc.returncode}): {proc.stderr[-2000:]}") from None
+    argv = " ".join([*executable, str(REPO / "testbed" / "nodebench" / script), *args])
+    result, stderr = ad_hoc(inventory, host, "ansible.builtin.script", argv)
+    if result is None:
+        raise SystemExit(f"{script} on {host}: no result ({stderr})")
     if result.get("rc", 1) != 0:
         raise SystemExit(f"{script} on {host} failed: {result.get('stderr', '')}{result.get('msg', '')}")
     return cast(dict[str, Any], json.loads(result["stdout"].strip().splitlines()[-1]))

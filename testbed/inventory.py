@@ -106,6 +106,18 @@ def play_result(output: str) -> dict[str, Any]:
     return doc
 
 
+def ad_hoc(inventory: str, host: str, module: str, args: str) -> tuple[dict[str, Any] | None, str]:
+    """One module run on one host through Ansible (its linear strategy, the JSON callback): the host's result, or
+    None when Ansible gave none, and Ansible's stderr."""
+    cmd = [ansible_command("ansible"), "-i", inventory, host, "-m", module, "-a", args]
+    env = ansible_env(json_result=True, one_task=True)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, check=False)
+    try:
+        return dict(play_result(proc.stdout)["plays"][0]["tasks"][0]["hosts"][host]), proc.stderr
+    except (ValueError, KeyError, IndexError):
+        return None, f"ansible exit {proc.returncode}: {proc.stderr[-2000:]}"
+
+
 def ansible_command(name: str) -> str:
     """The Ansible command next to this Python (the project venv), else the one on PATH."""
     local = Path(sys.executable).parent / name
