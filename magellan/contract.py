@@ -46,7 +46,15 @@ PORTS: Mapping[str, int] = {
     "storage_exporter": 9813,
     "infiniband_exporter": 9814,  # reserved
     "grafana": 3000,  # roles/grafana, on real sites (Grafana's own default)
+    # Slurm's daemons (its own defaults): roles/slurm configures them, roles/firewall opens them within the cluster.
+    "slurmctld": 6817,
+    "slurmd": 6818,
+    "slurmdbd": 6819,
 }
+# The ports srun listens on for its steps' I/O and messages (slurm.conf SrunPortRange), in the syntax Slurm and
+# nftables share. Without it srun takes any ephemeral port and no firewall can let the steps' answers in. Slurm asks
+# for a range as large as the sruns that run at once on a submit host need; 1000 is its documentation's example.
+SRUN_PORT_RANGE = "60001-61000"
 
 
 def venv(prefix: str = PREFIX) -> str:
@@ -91,6 +99,7 @@ def site_vars() -> dict[str, Any]:
     return (
         {site_var(k): v for k, v in SITE_DIRS.items()}
         | {site_var("ports"): dict(PORTS)}
+        | {site_var("srun_port_range"): SRUN_PORT_RANGE}
         # TLS and basic auth between Prometheus and the exporters: off (None) in the site in a box; a real site
         # gives its certificates and scrape credentials (roles/web_config/README.md).
         | {site_var("web_security"): None}

@@ -57,7 +57,7 @@ def test_address_outside_subnet() -> None:
 
 
 def test_slurm_values_out_of_range() -> None:
-    out = _validate({"slurm_memory_fraction": 2, "slurm_slurmd_port": 6817})
+    out = _validate({"slurm_memory_fraction": 2})
     assert "Slurm settings out of range" in out
     assert "slurm_memory_fraction=2" in out
 
