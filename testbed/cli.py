@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -121,9 +122,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run all nodes at once instead of in turn (nodes sharing one host then slow each other down)",
     )
     c.add_argument("--reference", help="node the others are compared to (default: the largest CPU profile)")
-    c.add_argument(
-        "--prometheus-url", help="default: the inventory's prometheus host, at its magellan_ports.prometheus"
-    )
+    add_prometheus_arguments(c)
     c.add_argument(
         "--reports-dir",
         type=Path,
@@ -166,7 +165,7 @@ def _parser() -> argparse.ArgumentParser:
         "(over the last campaign's time range), to look at without Grafana",
     )
     draw.add_argument("--inventory", type=Path, default=INVENTORY)
-    draw.add_argument("--prometheus-url", help="default: the inventory's Prometheus")
+    add_prometheus_arguments(draw)
     draw.add_argument(
         "--reports-dir",
         type=Path,
@@ -255,9 +254,36 @@ def _time_range(args: argparse.Namespace, prom: PromClient) -> panels.TimeRange:
     return panels.TimeRange(start_s, min(end_s, datetime.now(UTC).timestamp()), panels.scrape_interval(prom))
 
 
+def add_prometheus_arguments(parser: argparse.ArgumentParser) -> None:
+    """How a command reaches the site's Prometheus (prometheus_client)."""
+    parser.add_argument(
+        "--prometheus-url",
+        help="default: the inventory's prometheus host, at its magellan_ports.prometheus (https when the site's "
+        "magellan_web_security is on)",
+    )
+    parser.add_argument(
+        "--prometheus-ca",
+        default=os.environ.get("MAGELLAN_PROMETHEUS_CA"),
+        metavar="FILE",
+        help="the CA that signed Prometheus' certificate, for a site with web security (env MAGELLAN_PROMETHEUS_CA)",
+    )
+    parser.add_argument(
+        "--prometheus-auth-file",
+        default=os.environ.get("MAGELLAN_PROMETHEUS_AUTH_FILE"),
+        metavar="FILE",
+        help="a file of yours alone (mode 600) holding USER:PASSWORD for Prometheus' basic auth "
+        "(env MAGELLAN_PROMETHEUS_AUTH_FILE)",
+    )
+
+
+def prometheus_client(args: argparse.Namespace, inventory: Inventory | None, timeout: float) -> PromClient:
+    """The site's Prometheus as add_prometheus_arguments's options give it; the inventory's when no URL is given."""
+    url = args.prometheus_url or (inventory.prometheus_url() if inventory else "")
+    return PromClient(url, timeout=timeout, ca_file=args.prometheus_ca, auth_file=args.prometheus_auth_file)
+
+
 def _render(args: argparse.Namespace, console: Console) -> int:
-    url = args.prometheus_url or load_inventory(args.inventory).prometheus_url()
-    prom = PromClient(url, timeout=30.0)
+    prom = prometheus_client(args, None if args.prometheus_url else load_inventory(args.inventory), timeout=30.0)
     rng = _time_range(args, prom)
     out = args.out or args.reports_dir / "dashboards"
     with console.status(f"drawing the dashboards from {prom.base_url}"):
@@ -384,7 +410,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[red]error:[/] {exc} (see testbed compare --help)")
         return 2
     out, saved = _resumed(args, campaign)  # before anything runs: a report that cannot be written stops here
-    prom = PromClient(args.prometheus_url or inventory.prometheus_url(), timeout=10.0)
+    prom = prometheus_client(args, inventory, timeout=10.0)
     prom.query("up")  # fail early, with the URL, when Prometheus is not reachable
     done = {c.label for c in saved.comparisons}
     todo = Campaign([p for p in campaign.plans if p.label not in done], campaign.starved_retries)

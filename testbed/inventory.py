@@ -64,10 +64,12 @@ class Inventory:
         return value
 
     def prometheus_url(self) -> str:
+        """The site's Prometheus, on its host's site address and port: https when the site's web security is on."""
         servers = self.groups.get("prometheus", [])
         if len(servers) != 1:
             raise InventoryError(f"inventory {self.path} needs exactly one host in group 'prometheus'")
-        return f"http://{self.node(servers[0]).address}:{self.port(servers[0], 'prometheus')}"
+        scheme = "https" if self.hostvars.get(servers[0], {}).get(contract.site_var("web_security")) else "http"
+        return f"{scheme}://{self.node(servers[0]).address}:{self.port(servers[0], 'prometheus')}"
 
 
 def _collect_groups(data: dict[str, Any], name: str, seen: set[str]) -> list[str]:

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Prometheus on loopback (Debian's package), scraping what a test asks for."""
+"""Shared fixtures: a real Prometheus on loopback (Debian's package), scraping what a test asks for, with or without
+the site's web security; a CA and certificates made by openssl."""
 
 from __future__ import annotations
 
@@ -30,9 +31,20 @@ class LivePrometheus:
         self.binary, self.dir = binary, tmp_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self.web_config: Path | None = None
+        self.client: tuple[str | None, str | None] = (None, None)
 
-    def __call__(self, targets: list[str]) -> PromClient:
+    def __call__(
+        self,
+        targets: list[str],
+        web_config: Path | None = None,
+        ca_file: str | None = None,
+        auth_file: str | None = None,
+    ) -> PromClient:
+        """Start it; with web_config (Prometheus' --web.config.file) it serves TLS and basic auth, and the client
+        returned trusts ca_file and logs in with auth_file's USER:PASSWORD."""
         self.port = free_port()
+        self.web_config, self.client = web_config, (ca_file, auth_file)
         (self.dir / "prometheus.yml").write_text(
             "global: {scrape_interval: 1s}\nscrape_configs:\n"
             f"  - job_name: self\n    static_configs: [{{targets: ['127.0.0.1:{self.port}']}}]\n"
@@ -48,11 +60,14 @@ class LivePrometheus:
                 f"--config.file={self.dir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self.dir / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
+                *([f"--web.config.file={self.web_config}"] if self.web_config else []),
             ],
             stdout=log,
             stderr=log,
         )
-        client = PromClient(f"http://127.0.0.1:{self.port}", timeout=5)
+        scheme = "https" if self.web_config else "http"
+        ca_file, auth_file = self.client
+        client = PromClient(f"{scheme}://127.0.0.1:{self.port}", timeout=5, ca_file=ca_file, auth_file=auth_file)
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -74,6 +89,26 @@ class LivePrometheus:
         self.stop()
         time.sleep(down)
         self._start()
+
+
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA."""
+    d = tmp_path_factory.mktemp("pki")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=magellan test CA",
+            "-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt"))  # fmt: skip
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", str(d / f"{name}.key"),
+                "-out", str(d / f"{name}.csr"))  # fmt: skip
+        (d / f"{name}.ext").write_text(ext + "\n")
+        openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.crt"), "-CAkey", str(d / "ca.key"),
+                "-CAcreateserial", "-days", "2", "-extfile", str(d / f"{name}.ext"),
+                "-out", str(d / f"{name}.crt"))  # fmt: skip
+    return d
 
 
 @pytest.fixture

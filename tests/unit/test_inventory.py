@@ -50,6 +50,12 @@ def test_prometheus_url_follows_the_sites_port(tmp_path: Path) -> None:
         load_inventory(tmp_path).prometheus_url()
 
 
+def test_prometheus_url_is_https_where_the_site_has_web_security() -> None:
+    """inventories/example-site turns magellan_web_security on: Prometheus serves HTTPS there; the local site: off."""
+    assert load_inventory(REPO / "inventories" / "example-site").prometheus_url().startswith("https://")
+    assert load_inventory(REPO / "inventories" / "local").prometheus_url() == "http://10.213.7.10:9090"
+
+
 def test_unknown_group_lists_the_known_ones() -> None:
     inv = load_inventory(REPO / "inventories" / "local")
     with pytest.raises(InventoryError, match=r"group .nope. is not in inventory .* its groups are: .*compute"):

@@ -57,26 +57,6 @@ def test_basic_auth_checks_bcrypt_and_remembers_a_good_password() -> None:
     assert parse_web_config("").authorized(None)  # no users: open, as without a file
 
 
-def openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA."""
-    d = tmp_path_factory.mktemp("pki")
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=magellan test CA",
-            "-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt"))  # fmt: skip
-    for name, ext in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", str(d / f"{name}.key"),
-                "-out", str(d / f"{name}.csr"))  # fmt: skip
-        (d / f"{name}.ext").write_text(ext + "\n")
-        openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.crt"), "-CAkey", str(d / "ca.key"),
-                "-CAcreateserial", "-days", "2", "-extfile", str(d / f"{name}.ext"),
-                "-out", str(d / f"{name}.crt"))  # fmt: skip
-    return d
-
-
 def exporter(tmp_path: Path, config: str) -> tuple[subprocess.Popen[str], int]:
     (tmp_path / "web.yml").write_text(config)
     (tmp_path / "jobs").mkdir(exist_ok=True)

@@ -57,8 +57,25 @@ def provisioning(host, kind):
 def test_the_datasource_is_the_sites_prometheus_with_a_stable_uid(host):
     (ds,) = provisioning(host, "datasources")["datasources"]
     assert (ds["uid"], ds["type"], ds["isDefault"]) == ("magellan-prometheus", "prometheus", True)
-    assert ds["url"] == f"http://127.0.0.1:{contract.PORTS['prometheus']}"
+    assert ds["url"] == f"https://127.0.0.1:{contract.PORTS['prometheus']}"  # the scenario's web security is on
     assert ds["jsonData"]["timeInterval"] == "5s"  # the scenario's prometheus_scrape_interval
+
+
+def test_the_datasource_verifies_prometheus_and_logs_in_with_a_password_of_its_own_file(host):
+    (ds,) = provisioning(host, "datasources")["datasources"]
+    assert (ds["basicAuth"], ds["basicAuthUser"], ds["jsonData"]["tlsAuthWithCACert"]) == (True, "prometheus", True)
+    secret = host.file("/etc/grafana/prometheus_password")
+    assert (secret.user, secret.group, secret.mode, secret.content_string) == (
+        "root",
+        "grafana",
+        0o640,
+        "molecule-query",
+    )
+    assert ds["secureJsonData"] == {
+        "basicAuthPassword": "$__file{/etc/grafana/prometheus_password}",
+        "tlsCACert": "$__file{/etc/magellan/tls/ca.crt}",
+    }
+    assert "molecule-query" not in host.file("/etc/grafana/provisioning/datasources/magellan.yml").content_string
 
 
 def generated():

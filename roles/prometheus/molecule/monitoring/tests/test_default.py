@@ -2,24 +2,35 @@
 
 import json
 import time
+import urllib.parse
+
+import yaml
 
 from magellan import contract
 
 testinfra_hosts = ["podman://molecule-monitoring"]
-PROM = f"http://127.0.0.1:{contract.PORTS['prometheus']}"
+PROM = f"https://127.0.0.1:{contract.PORTS['prometheus']}"  # Prometheus too serves the site's web security
 JOBS = contract.JOBS_DIR
+WEB = "/etc/magellan/tls"
+
+
+def prom_api(host, path, query=""):
+    """Prometheus' API on the node, as the site's clients reach it: HTTPS with the scenario's CA and password."""
+    script = (
+        "import base64,ssl,sys,urllib.request;"
+        f"ctx=ssl.create_default_context(cafile='{WEB}/ca.crt');"
+        f"r=urllib.request.Request('{PROM}'+sys.argv[1]);"
+        "r.add_header('Authorization','Basic '+base64.b64encode(b'prometheus:molecule-scrape').decode());"
+        "print(urllib.request.urlopen(r,context=ctx,timeout=5).read().decode())"
+    )
+    path += f"?{urllib.parse.urlencode({'query': query})}" if query else ""
+    body = json.loads(host.check_output("python3 -c %s %s", script, path))
+    assert body["status"] == "success", body
+    return body["data"]
 
 
 def prom_query(host, expr):
-    script = (
-        "import json,sys,urllib.parse,urllib.request;"
-        f"u='{PROM}/api/v1/query?query='+urllib.parse.quote(sys.argv[1]);"
-        "print(urllib.request.urlopen(u,timeout=5).read().decode())"
-    )
-    out = host.check_output("python3 -c %s %s", script, expr)
-    body = json.loads(out)
-    assert body["status"] == "success", body
-    return body["data"]["result"]
+    return prom_api(host, "/api/v1/query", expr)["result"]
 
 
 def wait_for(host, expr, timeout=60):
@@ -51,8 +62,7 @@ def test_alert_rules_loaded(host):
     rules = host.file("/etc/prometheus/magellan.rules.yml")
     assert rules.group == "prometheus" and rules.mode == 0o640
     assert host.run("promtool check rules /etc/prometheus/magellan.rules.yml").rc == 0
-    script = f"import urllib.request;print(urllib.request.urlopen('{PROM}/api/v1/rules',timeout=5).read().decode())"
-    groups = json.loads(host.check_output("python3 -c %s", script))["data"]["groups"]
+    groups = prom_api(host, "/api/v1/rules")["groups"]
     names = {r["name"] for g in groups for r in g["rules"]}
     assert {"MagellanPlatformRegression", "MagellanPlatformAboveProfile"} <= names
 
@@ -72,9 +82,6 @@ def test_sockets_on_the_site_address_only(host):
         assert not host.socket(f"tcp://:::{port}").is_listening, port
 
 
-WEB = "/etc/magellan/tls"
-
-
 def fetch(host, url, auth=None, ca=True):
     """HTTP status of a GET on the node ("refused" when no HTTP answer comes: TLS refused, plain HTTP on TLS)."""
     script = (
@@ -89,19 +96,21 @@ def fetch(host, url, auth=None, ca=True):
     return host.check_output("python3 -c %s %s %s", script, url, auth or "")
 
 
-def test_exporters_answer_only_over_tls_with_the_password(host):
+def test_prometheus_and_the_exporters_answer_only_over_tls_with_the_password(host):
     web = host.file(contract.WEB_CONFIG)
     assert web.mode == 0o644 and "basic_auth_users" in web.content_string
     assert "molecule-scrape" not in web.content_string  # the hash only
-    for port in (contract.PORTS["node_exporter"], contract.PORTS["job_exporter"]):
+    for port in (contract.PORTS[name] for name in ("prometheus", "node_exporter", "job_exporter")):
         url = f"https://127.0.0.1:{port}/metrics"
         assert fetch(host, url, "prometheus:molecule-scrape") == "200", port
         assert fetch(host, url, "prometheus:wrong") == "401", port
         assert fetch(host, url) == "401", port
-        # Plain HTTP gets no metrics: node_exporter answers 400 (Go's "HTTP request to an HTTPS server"), ours closes.
+        # Plain HTTP gets no metrics: Go's servers answer 400 ("HTTP request to an HTTPS server"), ours closes.
         assert fetch(host, f"http://127.0.0.1:{port}/metrics", ca=False) in ("400", "refused"), port
     cfg = host.file("/etc/prometheus/prometheus.yml").content_string
-    assert "scheme: https" in cfg and "password_file: " in cfg and "molecule-scrape" not in cfg
+    jobs = yaml.safe_load(cfg)["scrape_configs"]
+    assert {j["job_name"]: j.get("scheme") for j in jobs} == {j["job_name"]: "https" for j in jobs}  # itself too
+    assert "password_file: " in cfg and "molecule-scrape" not in cfg
     secret = host.file("/etc/prometheus/magellan-scrape-password")
     assert (secret.group, secret.mode, secret.content_string) == ("prometheus", 0o640, "molecule-scrape")
 
