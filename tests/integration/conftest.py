@@ -126,6 +126,7 @@ def comparison(campaign: list[Comparison]) -> Comparison:
 def node_shell(site: Inventory, host: str, command: str) -> subprocess.CompletedProcess[str]:
     """Run a shell command on a local node as root, over the testbed's SSH key."""
     key = REPO / ".testbed" / "ssh" / "id_ed25519"
-    ssh = ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+    known = REPO / ".testbed" / "ssh" / "known_hosts"  # the host keys the testbed read as it made the nodes
+    ssh = ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}"]
     ssh += ["-o", "LogLevel=ERROR", "-o", "BatchMode=yes", f"root@{site.node(host).address}", command]
     return subprocess.run(ssh, capture_output=True, text=True, check=False, timeout=300)

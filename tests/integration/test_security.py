@@ -1,7 +1,8 @@
-"""The site's firewall (roles/firewall) on the site in a box: what the allow-list refuses, seen from real hosts.
+"""The site's promises on the site in a box: the firewall (roles/firewall) refuses what its allow-list does not name,
+seen from real hosts; the controller checks every node's SSH host key.
 
-That it lets through everything the site needs is shown by the rest of the integration tests, which run through it:
-the site is built with the firewall on every node before any service listens."""
+That the firewall lets through everything the site needs is shown by the rest of the integration tests, which run
+through it: the site is built with the firewall on every node before any service listens."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import json
 import shlex
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from testbed.inventory import Inventory
+from testbed.inventory import Inventory, ansible_command, ansible_env
 from testbed.prom import PromClient
-from tests.integration.conftest import node_shell
+from tests.integration.conftest import INVENTORY, REPO, node_shell
 
 pytestmark = pytest.mark.integration
 
@@ -85,3 +87,44 @@ def test_every_node_has_its_allow_list_loaded(site: Inventory) -> None:
         if out.returncode != 0 or "policy drop" not in out.stdout:
             missing[host] = out.stdout + out.stderr
     assert not missing, missing
+
+
+def host_key(node: str) -> str:
+    """A podman node's SSH host key ("ssh-ed25519 AAAA..."), read through podman."""
+    out = subprocess.run(
+        ["podman", "exec", node, "cat", "/etc/ssh/ssh_host_ed25519_key.pub"], capture_output=True, text=True, check=True
+    )
+    return " ".join(out.stdout.split()[:2])
+
+
+def ping(host: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """ansible HOST -m ping on the local inventory, over a control socket of its own (a master connection that is
+    already up would skip the host key check)."""
+    env = ansible_env() | {"ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp_path / "cp"), "ANSIBLE_NOCOLOR": "1"}
+    cmd = [ansible_command("ansible"), "-i", str(INVENTORY), host, "-m", "ping", *extra]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, check=False, timeout=300)
+
+
+def test_the_controller_knows_each_nodes_host_key(site: Inventory) -> None:
+    known = {}
+    for line in (REPO / ".testbed" / "ssh" / "known_hosts").read_text().splitlines():
+        address, kind, key = line.split()[:3]
+        known.setdefault(address, []).append(f"{kind} {key}")
+    podman_nodes = [n for g in ("head_nodes", "compute", "hypervisors") for n in site.nodes(g)]
+    assert {n.address: known.get(n.address) for n in podman_nodes} == {
+        n.address: [host_key(n.name)] for n in podman_nodes
+    }
+    guest = site.node("vm1").address
+    assert len(known.get(guest, [])) == 1 and known[guest][0].startswith("ssh-ed25519 "), known.get(guest)
+
+
+def test_a_node_with_another_key_is_refused(site: Inventory, tmp_path: Path) -> None:
+    """Ansible checks the host key: with a known_hosts that holds compute2's key for compute1's address, it refuses to
+    talk to compute1; with the testbed's own known_hosts it talks."""
+    forged = tmp_path / "known_hosts"
+    forged.write_text(f"{site.node('compute1').address} {host_key('compute2')}\n")
+    refused = ping("compute1", tmp_path, "-e", f"ansible_ssh_common_args='-o UserKnownHostsFile={forged}'")
+    assert refused.returncode != 0, refused.stdout
+    assert "host key" in (refused.stdout + refused.stderr).lower(), refused.stdout + refused.stderr
+    kept = ping("compute1", tmp_path)
+    assert kept.returncode == 0, kept.stdout + kept.stderr
