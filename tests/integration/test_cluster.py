@@ -6,6 +6,8 @@ import csv
 import json
 import os
 import re
+import shlex
+import subprocess
 import time
 from pathlib import Path
 
@@ -187,3 +189,56 @@ def test_monitoring_listens_on_the_site_address_only(site: Inventory) -> None:
             if found != [f"{site.node(host).address}:{port}"]:
                 wrong[f"{host} {service}"] = found
     assert not wrong, f"listeners not (only) on the site address: {wrong}"
+
+
+def as_user(site: Inventory, user: str, command: str) -> subprocess.CompletedProcess[str]:
+    return node_shell(site, "head", f"runuser -u {user} -- sh -c {shlex.quote(command)}")
+
+
+def test_the_projects_share_the_cluster_two_to_one(site: Inventory) -> None:
+    """slurm_projects of the local inventory: atlas has fair share 2, theory 1, in slurmdbd as Slurm reads them."""
+    out = node_shell(site, "head", "sshare --noheader --parsable2 --format=Account,User,RawShares,NormShares")
+    assert out.returncode == 0, out.stderr
+    shares = {
+        r[0].strip(): (r[2], float(r[3])) for r in (line.split("|") for line in out.stdout.splitlines()) if not r[1]
+    }
+    assert shares["atlas"][0] == "2" and shares["theory"][0] == "1", shares
+    assert shares["atlas"][1] == pytest.approx(2 * shares["theory"][1], rel=0.01), shares
+
+
+def test_a_job_beyond_its_projects_qos_is_refused_when_submitted(site: Inventory) -> None:
+    refused = as_user(site, "theorist", "sbatch -p chos --time=00:20:00 --wrap true")
+    assert refused.returncode != 0
+    assert "Job violates accounting/QOS policy" in refused.stderr, refused.stderr
+    held = as_user(site, "theorist", "sbatch --parsable --hold -p chos --time=00:05:00 --wrap true")
+    assert held.returncode == 0, held.stderr
+    node_shell(site, "head", f"scancel {held.stdout.strip()}")
+
+
+def test_the_project_below_its_share_goes_first(site: Inventory) -> None:
+    """Fair share at work: once atlas has used the cluster and theory has not, a theory job waiting beside an atlas
+    job gets the higher fair-share priority, so the scheduler starts it first. Repeated, this is what brings each
+    project's usage to its share."""
+    burn = as_user(site, "physicist", "srun -p chos -w compute1 -t 2 timeout 15 sh -c 'while :; do :; done' || true")
+    assert "error" not in burn.stderr.lower(), burn.stderr
+    usage = "sshare --noheader --parsable2 --accounts=atlas --format=Account,User,RawUsage"
+
+    def atlas_used() -> bool:
+        rows = [r.split("|") for r in node_shell(site, "head", usage).stdout.splitlines()]
+        return any(not r[1] and int(r[2] or 0) > 0 for r in rows)
+
+    deadline = time.monotonic() + 150  # usage counts at the next PriorityCalcPeriod (1 minute here)
+    while not atlas_used():
+        assert time.monotonic() < deadline, node_shell(site, "head", usage).stdout
+        time.sleep(5)
+    jobs = {}
+    for user in ("physicist", "theorist"):
+        out = as_user(site, user, "sbatch --parsable --hold -p chos -t 1 --wrap true")
+        assert out.returncode == 0, out.stderr
+        jobs[user] = out.stdout.strip()
+    try:
+        prio = node_shell(site, "head", f"sprio --noheader --jobs={','.join(jobs.values())} --format='%i %f'")
+        factor = dict(line.split() for line in prio.stdout.splitlines())
+        assert float(factor[jobs["theorist"]]) > float(factor[jobs["physicist"]]), prio.stdout
+    finally:
+        node_shell(site, "head", f"scancel {' '.join(jobs.values())}")

@@ -94,10 +94,20 @@ def test_sacct_has_cpu_memory_and_io(host):
     assert int(dict(kv.split("=") for kv in batch[4].split(","))["fs/disk"]) >= 16 << 20  # bytes written
 
 
-@pytest.mark.parametrize("user", ["root", "physicist"])
-def test_users_have_an_account(host, user):
+@pytest.mark.parametrize(("user", "account"), [("root", "atlas"), ("physicist", "atlas"), ("theorist", "theory")])
+def test_users_have_an_account(host, user, account):
     out = host.check_output(f"sacctmgr --noheader --parsable2 list associations user={user} format=account")
-    assert "atlas" in out.split()
+    assert account in out.split()
+
+
+def test_the_projects_have_their_shares_and_qos(host):
+    out = host.check_output("sacctmgr --noheader --parsable2 list associations format=account,user,fairshare,qos")
+    rows = {(r[0], r[1]): r[2:] for r in (line.split("|") for line in out.splitlines())}
+    assert rows[("atlas", "")][0] == "2" and rows[("theory", "")] == ["1", "theory"]
+    qos = host.check_output("sacctmgr --noheader --parsable2 list qos theory format=name,maxwall,maxjobspu,flags")
+    assert qos.split("|") == ["theory", "00:10:00", "20", "DenyOnLimit"]
+    refused = as_user(host, "sbatch -p chos --time=00:20:00 --wrap true", user="theorist")
+    assert refused.rc != 0 and "Job violates accounting/QOS policy" in refused.stderr, refused.stderr
 
 
 # The exporter listens on the head's site address (magellan_site_address: here its name, which podman resolves).
