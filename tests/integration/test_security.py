@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import shlex
-import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,29 +20,18 @@ from tests.integration.conftest import INVENTORY, REPO, node_shell
 
 pytestmark = pytest.mark.integration
 
-# A TCP connection's outcome: "open" or the error's name (ConnectionRefusedError: the firewall's TCP reset).
-PROBE = (
-    "import socket,sys\n"
-    "try:\n"
-    "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5).close()\n"
-    "    print('open')\n"
-    "except OSError as e:\n"
-    "    print(type(e).__name__)\n"
-)
+PROBE = REPO / "tests" / "tcp_probe.py"  # prints "open" or the error's name
 
 
 def probe_from(site: Inventory, source: str, address: str, port: int) -> str:
-    out = node_shell(site, source, f"python3 -c {shlex.quote(PROBE)} {address} {port}")
+    out = node_shell(site, source, f"python3 -c {shlex.quote(PROBE.read_text())} {address} {port}")
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
 
 def probe_from_controller(address: str, port: int) -> str:
-    try:
-        socket.create_connection((address, port), timeout=5).close()
-    except OSError as e:
-        return type(e).__name__
-    return "open"
+    out = subprocess.run([sys.executable, str(PROBE), address, str(port)], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
 
 
 def refused(site: Inventory, host: str) -> int:

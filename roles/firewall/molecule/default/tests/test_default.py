@@ -1,6 +1,7 @@
 """Verify the allow-list from both sides: a source the rules name gets through, any other is refused and counted."""
 
 import json
+from pathlib import Path
 
 from magellan import contract
 
@@ -8,14 +9,8 @@ NODE, PROM, CTL = "molecule-fw-node", "molecule-fw-prom", "molecule-fw-ctl"
 testinfra_hosts = [f"podman://{NODE}"]
 NODE_EXPORTER = contract.PORTS["node_exporter"]
 SLURMD = contract.PORTS["slurmd"]
-CONNECT = (
-    "import socket,sys\n"
-    "try:\n"
-    "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5).close()\n"
-    "    print('open')\n"
-    "except OSError as e:\n"
-    "    print(type(e).__name__)\n"
-)
+REPO = Path(__file__).resolve().parents[5]
+PROBE = (REPO / "tests" / "tcp_probe.py").read_text()  # prints "open" or the error's name
 
 
 def address(host):
@@ -24,7 +19,7 @@ def address(host):
 
 def connect(host, source, port):
     """What a TCP connection from host `source` to the node's port gives: open, or the error's name."""
-    return host.get_host(f"podman://{source}").check_output("python3 -c %s %s %s", CONNECT, address(host), str(port))
+    return host.get_host(f"podman://{source}").check_output("python3 -c %s %s %s", PROBE, address(host), str(port))
 
 
 def listen(host, port):
@@ -75,3 +70,12 @@ def test_the_sites_own_rule_and_ssh_name_their_sources(host):
     rules = host.check_output("nft list chain inet magellan_firewall input")  # as the kernel holds them
     assert 'ip saddr 192.0.2.0/24 tcp dport 1094 accept comment "xrootd from the controller"' in rules
     assert 'ip saddr 192.0.2.1 tcp dport 22 accept comment "ssh from the controller"' in rules
+
+
+def test_a_node_that_turns_it_off_has_no_table_and_no_service_left(host):
+    ctl = host.get_host(f"podman://{CTL}")
+    assert ctl.run("nft list table inet magellan_firewall").rc != 0
+    assert not ctl.file("/etc/systemd/system/magellan-firewall.service").exists
+    assert not ctl.file("/etc/magellan/firewall.nft").exists
+    listen(ctl, 8001)
+    assert connect(ctl, NODE, 8001) == "open"  # nothing refused any more
