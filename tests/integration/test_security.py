@@ -117,3 +117,22 @@ def test_a_node_with_another_key_is_refused(site: Inventory, tmp_path: Path) -> 
     assert "host key" in (refused.stdout + refused.stderr).lower(), refused.stdout + refused.stderr
     kept = ping("compute1", tmp_path)
     assert kept.returncode == 0, kept.stdout + kept.stderr
+
+
+# The user each service runs as (systemd's MainPID): none of the exporters is root but the virtualisation exporter,
+# which needs libvirt's read-write socket (roles/virt_exporter/README.md).
+SERVICE_USERS = {
+    ("head", "prometheus"): "prometheus",
+    ("head", "magellan-accounting-exporter"): "slurm",
+    ("compute1", "prometheus-node-exporter"): "prometheus",
+    ("compute1", "magellan-job-exporter"): "magellan-exporter",
+    ("vm1", "magellan-job-exporter"): "magellan-exporter",
+}
+
+
+def test_the_exporters_run_as_unprivileged_users(site: Inventory) -> None:
+    got = {}
+    for (host, unit), _ in SERVICE_USERS.items():
+        out = node_shell(site, host, f'ps -o user= -p "$(systemctl show --property=MainPID --value {unit})"')
+        got[host, unit] = out.stdout.strip()
+    assert got == SERVICE_USERS

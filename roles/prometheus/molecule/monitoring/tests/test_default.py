@@ -68,10 +68,13 @@ def test_alert_rules_loaded(host):
 
 
 def test_services(host):
-    for name in ("prometheus", "prometheus-node-exporter", "magellan-job-exporter"):
+    for name, user in (("prometheus", "prometheus"), ("prometheus-node-exporter", "prometheus"),
+                       ("magellan-job-exporter", "magellan-exporter")):  # fmt: skip
         svc = host.service(name)
         assert svc.is_running, name
         assert svc.is_enabled, name
+        pid = host.check_output(f"systemctl show --property=MainPID --value {name}")
+        assert host.check_output(f"ps -o user= -p {pid}") == user, name  # none of them root
 
 
 def test_sockets_on_the_site_address_only(host):
