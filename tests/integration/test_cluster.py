@@ -234,14 +234,16 @@ def test_the_project_below_its_share_goes_first(site: Inventory) -> None:
     while not atlas_used():
         assert time.monotonic() < deadline, node_shell(site, "head", usage).stdout
         time.sleep(5)
+    # Pending but not yet eligible (--begin): each gets its priority, and neither runs. sprio lists no such job, and
+    # no held one (priority 0); squeue's %Q is the priority the scheduler orders them by.
     jobs = {}
     for user in ("physicist", "theorist"):
-        out = as_user(site, user, "sbatch --parsable --hold -p chos -t 1 --wrap true")
+        out = as_user(site, user, "sbatch --parsable --begin=now+1hour -p chos -t 1 --wrap true")
         assert out.returncode == 0, out.stderr
         jobs[user] = out.stdout.strip()
     try:
-        prio = node_shell(site, "head", f"sprio --noheader --jobs={','.join(jobs.values())} --format='%i %f'")
-        factor = dict(line.split() for line in prio.stdout.splitlines())
-        assert float(factor[jobs["theorist"]]) > float(factor[jobs["physicist"]]), prio.stdout
+        queue = node_shell(site, "head", f"squeue --noheader --jobs={','.join(jobs.values())} --format='%i %Q'")
+        priority = dict(line.split() for line in queue.stdout.splitlines())
+        assert int(priority[jobs["theorist"]]) > int(priority[jobs["physicist"]]), queue.stdout
     finally:
         node_shell(site, "head", f"scancel {' '.join(jobs.values())}")
