@@ -281,6 +281,8 @@ def emitted_metrics() -> dict[str, str]:
         "roles/node_exporter/templates/magellan_profile.prom.j2": (
             REPO / "roles" / "node_exporter" / "templates" / "magellan_profile.prom.j2"
         ).read_text(),
+        # With the database collector on (a later source names the series they share: sacct's and sinfo's).
+        "tests/fixtures/mariadb/golden.prom": (FIXTURES / "mariadb" / "golden.prom").read_text(),
         "exporters/accounting.py on tests/fixtures/sacct/captured-22.05.txt and sinfo/": _accounting_exposition(),
         "testbed/results.py exposition()": _comparison_exposition(),
     }

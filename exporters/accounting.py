@@ -7,6 +7,15 @@ only serves the latest figures, so it never waits for slurmdbd. A job is added t
 when it is first seen in a final state; running and pending jobs are gauges. A failing, slow or missing sacct is
 counted by reason and the previous figures keep being served. Each poll also asks sinfo for every node's state in
 each partition; a failing sinfo is counted (reasons sinfo_*) and its states are dropped, not served stale.
+
+With --collector.database (off by default), each poll also reads the conditions database's user statistics
+(MariaDB's information_schema.USER_STATISTICS, server option userstat = 1) through the mariadb client, run as the
+exporter's own user (a MariaDB account with PROCESS: without it the table reads as empty), and serves per MariaDB
+user the connections, commands, rows, bytes and time the server spent on them. A database session does not know
+its Slurm job, so the `account` of a database row is the user's default Slurm account (sacctmgr), or "" for a
+database user that is no Slurm user: a user's queries made for a job of another account are counted under the
+default one. A failing database query is counted (db_*) and its rows are dropped, as sinfo's; a failing sacctmgr
+(sacctmgr_*) keeps the last default accounts it gave, and before it ever answered no database row is served.
 """
 
 from __future__ import annotations
@@ -48,12 +57,21 @@ FINAL_STATES = frozenset(
 )
 ERROR_REASONS = (*command.REASONS, "parse")  # exported from the start, at 0
 SINFO_REASONS = tuple(f"sinfo_{r}" for r in ERROR_REASONS)
+DB_REASONS = tuple(f"db_{r}" for r in ERROR_REASONS)
+SACCTMGR_REASONS = tuple(f"sacctmgr_{r}" for r in ERROR_REASONS)
 SINFO_FORMAT = "%N|%P|%T"  # node, partition (the default one ends in *), state in full (sinfo(1), Slurm 22.05)
 # A state's suffixes (sinfo(1) NODE STATE CODES): * not responding; ~ powered off; # powering up; ! pending power
 # down; % powering down; $ maintenance reservation; @ pending reboot; ^ rebooting; - planned by the backfill.
 NODE_STATE = re.compile(r"([a-z_]{1,40}(?:\+[a-z_]{1,40}){0,8})([*~#!%$@^-]{0,9})")
 NODE_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 KEY_LABELS = ("cluster", "user", "account", "partition")
+DB_LABELS = ("cluster", "user", "account")  # account: the user's default Slurm account
+DB = "magellan_accounting_db_"
+DB_CLIENT = "mariadb"  # --database.client's default
+RESET = (
+    " Since the database server started: MariaDB starts from 0 again on a restart (or FLUSH USER_STATISTICS), which"
+    " rate() and increase() take as a counter reset."
+)
 SECONDS = web.seconds(10 * 365 * 86400)  # the value type of the --sacct.* durations
 MAX_BYTES = 128 << 20  # --sacct.max-bytes: ~600k jobs of four lines; a larger site raises it or the lookback drops
 BYTES = web.count(1 << 40)  # the value type of --sacct.max-bytes
@@ -62,6 +80,33 @@ UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 <
 # beyond a float, and each is then bounded by contract.COUNT_MAX (bytes, seconds), so a counter never gets inf.
 SIZE = re.compile(r"([0-9]{1,19}(?:\.[0-9]{1,19})?)([KMGTP]?)")
 JOB_ID = re.compile(r"[0-9]{1,19}")
+# The columns of information_schema.USER_STATISTICS the database collector reads, in the order of DbUsage's fields
+# (MariaDB 10.11; tests/fixtures/mariadb/). DENIED_CONNECTIONS is left out: in 10.11 it counts the refusals that
+# ACCESS_DENIED counts, a refused statement twice, so neither it nor a sum of the two is a count of anything.
+DB_COLUMNS = (
+    "USER",
+    "TOTAL_CONNECTIONS",
+    "CONCURRENT_CONNECTIONS",
+    "BUSY_TIME",
+    "CPU_TIME",
+    "BYTES_RECEIVED",
+    "BYTES_SENT",
+    "ROWS_READ",
+    "ROWS_SENT",
+    "SELECT_COMMANDS",
+    "UPDATE_COMMANDS",
+    "OTHER_COMMANDS",
+    "ACCESS_DENIED",
+)
+DB_QUERY = f"SELECT {', '.join(DB_COLUMNS)} FROM information_schema.USER_STATISTICS"
+DB_SECONDS = frozenset({"BUSY_TIME", "CPU_TIME"})  # doubles; every other number column is a count
+# A double as the mariadb client prints one: '0.000376', '4.013672', '1e20' (ASCII digits, bounded like SIZE).
+DOUBLE = re.compile(r"[0-9]{1,19}(?:\.[0-9]{1,19})?(?:e[-+]?[0-9]{1,3})?")
+DB_USER_MAX = 128  # characters of a MariaDB 10.11 user name (USERNAME_CHAR_LENGTH)
+BATCH_ESCAPES = {"t": "\t", "n": "\n", "0": "\0", "\\": "\\"}  # what `mariadb --batch` writes as \t, \n, \0, \\
+BATCH_ESCAPE = re.compile(r"\\(.)")
+SLURM_NAME = re.compile(r"[!-~]{1,200}")  # a Slurm user or account as sacctmgr prints it: printable ASCII, no blank
+SACCTMGR_FORMAT = "User,DefaultAccount"
 CPU_TIME = re.compile(r"(?:([0-9]{1,19})-)?(?:([0-9]{1,19}):)?([0-9]{1,19}):([0-9]{1,19}(?:\.[0-9]{1,19})?)")
 
 
@@ -267,6 +312,105 @@ def parse_sinfo(text: str) -> tuple[list[NodeState], list[tuple[int, str]]]:
     return states, problems
 
 
+@dataclass(frozen=True)
+class DbUsage:
+    """One row of USER_STATISTICS: what the database server did for a user since it started (or since FLUSH
+    USER_STATISTICS); its fields follow DB_COLUMNS."""
+
+    user: str
+    connections: float
+    concurrent_connections: float
+    busy_seconds: float
+    cpu_seconds: float
+    bytes_received: float
+    bytes_sent: float
+    rows_read: float
+    rows_sent: float
+    select_commands: float
+    update_commands: float
+    other_commands: float
+    access_denied: float
+
+
+def unescape_batch(value: str) -> str:
+    """A field of `mariadb --batch` output as the server holds it: the client writes a tab as \\t, a newline as \\n,
+    NUL as \\0 and a backslash as \\\\ (a backslash before anything else is left as it is)."""
+    return BATCH_ESCAPE.sub(lambda m: BATCH_ESCAPES.get(m.group(1), m.group(0)), value) if "\\" in value else value
+
+
+def parse_db_number(value: str, column: str) -> float:
+    """A number of USER_STATISTICS: seconds (a double) for DB_SECONDS, else a count; ParseError unless it is in
+    ASCII digits and from 0 to contract.COUNT_MAX."""
+    if column in DB_SECONDS:
+        if DOUBLE.fullmatch(value) is None:
+            raise ParseError(f"{column} {value[:40]!r} is not a number of seconds")
+        return _bounded(float(value), column, value)
+    try:
+        return float(contract.parse_count(value))
+    except ValueError:
+        raise ParseError(f"{column} {value[:40]!r} is not a count") from None
+
+
+def parse_user_statistics(text: str) -> tuple[list[DbUsage], list[tuple[int, str]]]:
+    """Parse `mariadb --batch --skip-column-names -e DB_QUERY`: a row per user, and (line number, problem) pairs.
+
+    Fields are tab-separated and unescaped (unescape_batch); lines end at a newline only (the client escapes one in
+    a value, so a form feed or U+2028 in a user name is part of the name). A user name must be at most
+    DB_USER_MAX printable characters (a tab, newline or NUL in it is a problem: no Slurm user has one, and a label
+    should not); the anonymous user '' is kept. A line with U+FFFD (bytes that were not UTF-8) is a problem, so is a
+    second row of the same user.
+    """
+    rows: list[DbUsage] = []
+    problems: list[tuple[int, str]] = []
+    seen: set[str] = set()
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line:
+            continue
+        if "\ufffd" in line:
+            problems.append((number, "not UTF-8"))
+            continue
+        values = line.split("\t")
+        if len(values) != len(DB_COLUMNS):
+            problems.append((number, f"{len(values)} fields, expected {len(DB_COLUMNS)}"))
+            continue
+        user = unescape_batch(values[0])
+        if len(user) > DB_USER_MAX or not user.isprintable():
+            problems.append((number, f"not a user name: {user[:40]!r}"))
+            continue
+        if user in seen:
+            problems.append((number, f"a second row of user {user[:40]!r}"))
+            continue
+        try:
+            numbers = [parse_db_number(v, c) for v, c in zip(values[1:], DB_COLUMNS[1:], strict=True)]
+        except ParseError as exc:
+            problems.append((number, f"user {user[:40]!r}: {exc}"))
+            continue
+        seen.add(user)
+        rows.append(DbUsage(user, *numbers))
+    return rows, problems
+
+
+def parse_default_accounts(text: str) -> tuple[dict[str, str], list[tuple[int, str]]]:
+    """Parse `sacctmgr --noheader --parsable2 show user format=User,DefaultAccount`: user -> default account (""
+    when it has none), and (line number, problem) pairs. A user listed twice with two accounts is a problem (the
+    first is kept)."""
+    accounts: dict[str, str] = {}
+    problems: list[tuple[int, str]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split("|")
+        if len(parts) != 2:
+            problems.append((number, f"{len(parts)} fields, not 2"))
+            continue
+        user, account = parts
+        if not SLURM_NAME.fullmatch(user) or (account and not SLURM_NAME.fullmatch(account)):
+            problems.append((number, f"not a user and an account: {line[:80]!r}"))
+        elif accounts.setdefault(user, account) != account:
+            problems.append((number, f"user {user} has default accounts {accounts[user]} and {account}"))
+    return accounts, problems
+
+
 def local_time(t: float) -> str:
     """A unix time as sacct reads a time on this host (its local zone)."""
     return datetime.fromtimestamp(t).strftime("%Y-%m-%dT%H:%M:%S")
@@ -289,6 +433,9 @@ class Options:
     timeout: float = 30.0
     max_bytes: int = MAX_BYTES
     sinfo: str | None = "sinfo"  # None: no node states (--no-collector.nodes)
+    database: str | None = None  # the mariadb client; None: no database statistics (--no-collector.database)
+    database_defaults_file: str | None = None  # --database.defaults-file, given to the client first
+    sacctmgr: str = "sacctmgr"  # the default accounts of the database's users
 
 
 def run_sacct(options: Options, start: float) -> str:
@@ -305,6 +452,47 @@ def run_sinfo(options: Options) -> str:
     return command.run(argv, options.timeout, "sinfo", install, options.max_bytes, "--sacct.max-bytes")
 
 
+def database_argv(options: Options) -> list[str]:
+    """The mariadb client's command line for DB_QUERY. utf8mb4, because command.run runs it in the C locale, where
+    the client would ask for latin1 and get a user 'théo' as bytes that are not UTF-8. The client's own connect
+    timeout is half the run's, so that a server that does not answer gives the client's message, not a kill."""
+    first = [f"--defaults-file={options.database_defaults_file}"] if options.database_defaults_file else []
+    return [str(options.database), *first, "--batch", "--skip-column-names", "--default-character-set=utf8mb4",
+            f"--connect-timeout={max(1, int(options.timeout / 2))}", "-e", DB_QUERY]  # fmt: skip
+
+
+def database_hint(message: str) -> str:
+    """What to do about a failed mariadb run, from its message (the client's ERROR line)."""
+    if "Access denied" in message:
+        return ("give the exporter's user a MariaDB account with PROCESS (CREATE USER slurm@localhost IDENTIFIED VIA "
+                "unix_socket; GRANT PROCESS ON *.* TO slurm@localhost) or set --database.defaults-file")  # fmt: skip
+    if "Can't connect" in message:
+        return "start the MariaDB server, or give its socket or host in --database.defaults-file"
+    if "USER_STATISTICS" in message:
+        return "the server has no USER_STATISTICS: it must be MariaDB (userstat)"
+    return "run the same query by hand as the exporter's user"
+
+
+def run_database(options: Options) -> str:
+    """The client's USER_STATISTICS rows; command.CommandError when there are none to use (the message says what
+    to do)."""
+    install = "install mariadb-client or set --database.client"
+    try:
+        return command.run(database_argv(options), options.timeout, "mariadb", install, options.max_bytes,
+                           "--sacct.max-bytes")  # fmt: skip
+    except command.CommandError as exc:
+        if exc.reason != "exit_status":
+            raise
+        raise command.CommandError(exc.reason, f"{exc}: {database_hint(str(exc))}") from None
+
+
+def run_sacctmgr(options: Options) -> str:
+    """sacctmgr's default account of each Slurm user; command.CommandError when there is none to use."""
+    argv = [options.sacctmgr, "--noheader", "--parsable2", "show", "user", f"format={SACCTMGR_FORMAT}"]
+    install = "install slurm-client or set --sacctmgr.path"
+    return command.run(argv, options.timeout, "sacctmgr", install, options.max_bytes, "--sacct.max-bytes")
+
+
 class AccountingCollector:
     """Prometheus collector serving the figures of the latest sacct run, which a background thread makes."""
 
@@ -315,12 +503,21 @@ class AccountingCollector:
         self.health = Health(
             "accounting",
             {"cluster": options.cluster},
-            (*ERROR_REASONS, *(SINFO_REASONS if options.sinfo else ())),
+            (
+                *ERROR_REASONS,
+                *(SINFO_REASONS if options.sinfo else ()),
+                *((*DB_REASONS, *SACCTMGR_REASONS) if options.database else ()),
+            ),
             "sacct",
             "Failed sacct runs (not_found, exec, timeout, exit_status, too_large) and unusable lines (parse), by "
-            "reason; the same of sinfo as sinfo_<reason>.",
+            "reason; the same of sinfo as sinfo_<reason>, of the database's user statistics as db_<reason> and of "
+            "sacctmgr as sacctmgr_<reason>.",
         )
         self.nodes: list[NodeState] = []
+        self.db_rows: list[DbUsage] = []
+        self.db_duration = 0.0
+        self.default_accounts: dict[str, str] | None = None  # None until sacctmgr first answers
+        self.db_empty_warned = False
         self.lock = threading.Lock()  # guards everything collect() reads
         self.last_poll: float | None = None
         self.duration = 0.0
@@ -350,10 +547,13 @@ class AccountingCollector:
             self.stopping.wait(max(0.0, due - time.monotonic()))
 
     def poll(self) -> None:
-        """One sacct run and one sinfo run (unless off), each outside the lock so that scrapes go on meanwhile."""
+        """One sacct run, one sinfo run and the database's statistics (unless off), each outside the lock so that
+        scrapes go on meanwhile; what is left is skipped once stop() was called."""
         self.poll_jobs()
-        if self.options.sinfo:
+        if self.options.sinfo and not self.stopping.is_set():
             self.poll_nodes()
+        if self.options.database and not self.stopping.is_set():
+            self.poll_database()
 
     def poll_jobs(self) -> None:
         """One sacct run; then the figures, under the lock."""
@@ -393,6 +593,58 @@ class AccountingCollector:
         with self.lock:
             self.health.failed("sinfo_parse", len(problems))
             self.nodes = nodes
+
+    def poll_database(self) -> None:
+        """sacctmgr's default accounts (the last good ones are kept when it fails), then one statistics query whose
+        rows replace the previous ones, or are dropped when it fails."""
+        self.poll_default_accounts()
+        started = time.monotonic()
+        try:
+            rows, problems = parse_user_statistics(run_database(self.options))
+        except command.CommandError as exc:
+            LOG.error("%s", exc)
+            rows, problems, failed = [], [], f"db_{exc.reason}"
+        else:
+            failed = ""
+            self._warn_when_empty(bool(rows or problems))
+        duration = time.monotonic() - started
+        for number, problem in problems:
+            LOG.warning("USER_STATISTICS line %d: %s", number, problem)
+        with self.lock:
+            self.health.failed(failed or "db_parse", 1 if failed else len(problems))
+            if self.default_accounts is None and rows:
+                LOG.warning("database figures left out until sacctmgr gives the users' default accounts")
+            self.db_rows = rows if self.default_accounts is not None else []
+            self.db_duration = duration
+
+    def poll_default_accounts(self) -> None:
+        """One sacctmgr run; its default accounts replace the previous ones, which are kept when it fails."""
+        try:
+            accounts, problems = parse_default_accounts(run_sacctmgr(self.options))
+        except command.CommandError as exc:
+            LOG.error("%s", exc)
+            with self.lock:
+                self.health.failed(f"sacctmgr_{exc.reason}")
+            return
+        for number, problem in problems:
+            LOG.warning("sacctmgr output line %d: %s", number, problem)
+        with self.lock:
+            self.health.failed("sacctmgr_parse", len(problems))
+            self.default_accounts = accounts
+
+    def _warn_when_empty(self, anything: bool) -> None:
+        """Warn once (until rows come back) about an empty USER_STATISTICS: with userstat on and PROCESS, the
+        exporter's own connection has a row even right after a restart, so empty means neither (not an error: the
+        query worked)."""
+        if anything:
+            self.db_empty_warned = False
+        elif not self.db_empty_warned:
+            self.db_empty_warned = True
+            LOG.warning(
+                "information_schema.USER_STATISTICS is empty, though the exporter's own connection belongs in it: the "
+                "server collects no user statistics (userstat = 1 in its [mariadbd] options, or SET GLOBAL userstat "
+                "= 1) or the exporter's MariaDB user lacks PROCESS (GRANT PROCESS ON *.* TO slurm@localhost)"
+            )
 
     def collect(self) -> Iterator[Metric]:
         """The latest figures; never runs sacct."""
@@ -436,8 +688,48 @@ class AccountingCollector:
                         1.0 if responding else 0.0)], [self.options.cluster, node])  # fmt: skip
         yield from families
         yield from nodes
+        yield from self._database_metrics()
         yield from self.health.metrics()
         yield self.health.gauge("sacct_duration_seconds", "Time the last sacct run took.", self.duration)
+        if self.options.database:
+            yield self.health.gauge("db_duration_seconds", "Time the last USER_STATISTICS query took.",
+                                    self.db_duration)  # fmt: skip
+            yield self.health.gauge("db_users", "Database users in USER_STATISTICS at the last query (0: none served; "
+                                    "the exporter's own user is one).", float(len(self.db_rows)))  # fmt: skip
+
+    def _database_metrics(self) -> Iterator[Metric]:
+        """A database user's figures, labelled with its default Slurm account ("" for none)."""
+        accounts = self.default_accounts or {}
+        db = Families(DB_LABELS)
+        for r in sorted(self.db_rows, key=lambda r: r.user):
+            values = [self.options.cluster, r.user, accounts.get(r.user, "")]
+            db.add(
+                [
+                    ("counter", f"{DB}connections_total", f"Connections the database server accepted.{RESET}",
+                     r.connections),
+                    ("gauge", f"{DB}concurrent_connections", "Connections open at the last query.",
+                     r.concurrent_connections),
+                    ("counter", f"{DB}rows_read_total", f"Rows the server read for the user's statements.{RESET}",
+                     r.rows_read),
+                    ("counter", f"{DB}rows_sent_total", f"Rows the server sent to the user.{RESET}", r.rows_sent),
+                    ("counter", f"{DB}bytes_sent_total", f"Bytes the server sent to the user.{RESET}", r.bytes_sent),
+                    ("counter", f"{DB}bytes_received_total", f"Bytes the server received from the user.{RESET}",
+                     r.bytes_received),
+                    ("counter", f"{DB}busy_seconds_total", f"Time the user's connections were active.{RESET}",
+                     r.busy_seconds),
+                    ("counter", f"{DB}cpu_seconds_total", f"CPU time the server spent on the user.{RESET}",
+                     r.cpu_seconds),
+                    ("counter", f"{DB}access_denied_total", "Refusals: statements refused for lack of a privilege "
+                     f"and failed logins of a user the server already counts (ACCESS_DENIED).{RESET}",
+                     r.access_denied),
+                ],
+                values,
+            )  # fmt: skip
+            for kind, count in (("select", r.select_commands), ("update", r.update_commands),
+                                ("other", r.other_commands)):  # fmt: skip
+                db.add([("counter", f"{DB}commands_total", f"Statements by kind (select, update, other).{RESET}",
+                         count)], [*values, kind], ("kind",))  # fmt: skip
+        yield from db
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -451,6 +743,21 @@ def _parser() -> argparse.ArgumentParser:
         "--collector.nodes", dest="nodes", action=argparse.BooleanOptionalAction, default=True,
         help="Slurm node states from sinfo at every poll (default: on)",
     )  # fmt: skip
+    p.add_argument(
+        "--collector.database", dest="database_on", action=argparse.BooleanOptionalAction, default=False,
+        help="the database's user statistics (MariaDB USER_STATISTICS) at every poll (default: off)",
+    )  # fmt: skip
+    p.add_argument("--database.client", dest="database", default=DB_CLIENT,
+                   help="the MariaDB client program (default: %(default)s)")  # fmt: skip
+    p.add_argument("--database.defaults-file", dest="database_defaults_file", metavar="FILE",
+                   help="an option file for the client ([client] user, password, socket or host), given first; "
+                        "default none: the exporter's unix user through the server's socket")  # fmt: skip
+    p.add_argument(
+        "--sacctmgr.path",
+        dest="sacctmgr",
+        default=d.sacctmgr,
+        help="sacctmgr command, for the database users' default accounts (default: %(default)s)",
+    )
     for flag, default, doc in (
         ("interval", d.interval, "run sacct this often"),
         ("lookback", d.lookback, "how far the first poll looks back"),
@@ -467,13 +774,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def options_of(args: argparse.Namespace) -> Options:
+    """The collector's options from the command line's (a collector turned off is None)."""
+    return Options(
+        args.sacct, args.cluster, args.interval, args.lookback, args.overlap, args.timeout, args.max_bytes,
+        args.sinfo if args.nodes else None, args.database if args.database_on else None, args.database_defaults_file,
+        args.sacctmgr,
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     args = web.parse_args(_parser(), argv)
-    options = Options(
-        args.sacct, args.cluster, args.interval, args.lookback, args.overlap, args.timeout, args.max_bytes,
-        args.sinfo if args.nodes else None,
-    )  # fmt: skip
+    options = options_of(args)
     LOG.info("sacct %s every %.0f s, cluster=%s", options.sacct, options.interval, options.cluster)
+    if options.database:
+        LOG.info("database statistics from %s, default accounts from %s", options.database, options.sacctmgr)
     collector = AccountingCollector(options)
     collector.start()
     try:

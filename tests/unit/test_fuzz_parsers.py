@@ -186,6 +186,46 @@ def test_parse_sinfo_one_field_mutated(line: int, column: int, value: str) -> No
     check_sinfo("\n".join(lines))
 
 
+# --- accounting: the database's USER_STATISTICS (mariadb --batch) and sacctmgr's default accounts ------------------
+
+DB_STATS = (FIX / "mariadb" / "user-statistics.txt").read_text().splitlines()
+# A value near a valid one of the client's: an escape, a double with an exponent, a control character.
+DB_NEAR = NEAR | st.sampled_from(["\\t", "\\", "a\\nb", "\\0", "1e20", "1e-7", "1e400", "0.5", "\x0c", "\r", "\t"])
+
+
+def check_user_statistics(text: str) -> None:
+    rows, problems = accounting.parse_user_statistics(text)
+    assert all(in_range(r) for r in rows)
+    assert all(isinstance(n, int) and isinstance(p, str) for n, p in problems)
+    users = [r.user for r in rows]
+    assert len(set(users)) == len(users)  # one series per user: a second row would be a duplicate sample
+    assert all(u.isprintable() and len(u) <= accounting.DB_USER_MAX for u in users)
+
+
+@FAST
+@given(st.text(max_size=400))
+def test_parse_user_statistics_arbitrary(text: str) -> None:
+    check_user_statistics(text)
+
+
+@FAST
+@given(st.integers(0, len(DB_STATS) - 1), st.integers(0, len(accounting.DB_COLUMNS) - 1), DB_NEAR)
+def test_parse_user_statistics_one_field_mutated(line: int, column: int, value: str) -> None:
+    lines = list(DB_STATS)
+    lines[line] = _replace_field(lines[line], column, value, "\t")
+    check_user_statistics("\n".join(lines))
+
+
+@FAST
+@given(st.text(max_size=400) | st.builds("{}|{}".format, TEXT, TEXT))
+def test_parse_default_accounts(text: str) -> None:
+    accounts, problems = accounting.parse_default_accounts(text)
+    assert all(isinstance(n, int) and isinstance(p, str) for n, p in problems)
+    for user, account in accounts.items():  # label values: printable ASCII of bounded length
+        assert user.isascii() and user.isprintable() and 0 < len(user) <= 200
+        assert account.isascii() and account.isprintable() and len(account) <= 200
+
+
 # --- virt: virsh domstats and dumpxml -------------------------------------------------------------------------------
 
 
