@@ -67,6 +67,10 @@ NODE_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 KEY_LABELS = ("cluster", "user", "account", "partition")
 DB_LABELS = ("cluster", "user", "account")  # account: the user's default Slurm account
 DB = "magellan_accounting_db_"
+# The database series `testbed accounting report` sums per account and user (the others are named where served).
+DB_COMMANDS = f"{DB}commands_total"
+DB_ROWS_READ = f"{DB}rows_read_total"
+DB_BYTES_SENT = f"{DB}bytes_sent_total"
 DB_CLIENT = "mariadb"  # --database.client's default
 RESET = (
     " Since the database server started: MariaDB starts from 0 again on a restart (or FLUSH USER_STATISTICS), which"
@@ -709,10 +713,10 @@ class AccountingCollector:
                      r.connections),
                     ("gauge", f"{DB}concurrent_connections", "Connections open at the last query.",
                      r.concurrent_connections),
-                    ("counter", f"{DB}rows_read_total", f"Rows the server read for the user's statements.{RESET}",
+                    ("counter", DB_ROWS_READ, f"Rows the server read for the user's statements.{RESET}",
                      r.rows_read),
                     ("counter", f"{DB}rows_sent_total", f"Rows the server sent to the user.{RESET}", r.rows_sent),
-                    ("counter", f"{DB}bytes_sent_total", f"Bytes the server sent to the user.{RESET}", r.bytes_sent),
+                    ("counter", DB_BYTES_SENT, f"Bytes the server sent to the user.{RESET}", r.bytes_sent),
                     ("counter", f"{DB}bytes_received_total", f"Bytes the server received from the user.{RESET}",
                      r.bytes_received),
                     ("counter", f"{DB}busy_seconds_total", f"Time the user's connections were active.{RESET}",
@@ -727,7 +731,7 @@ class AccountingCollector:
             )  # fmt: skip
             for kind, count in (("select", r.select_commands), ("update", r.update_commands),
                                 ("other", r.other_commands)):  # fmt: skip
-                db.add([("counter", f"{DB}commands_total", f"Statements by kind (select, update, other).{RESET}",
+                db.add([("counter", DB_COMMANDS, f"Statements by kind (select, update, other).{RESET}",
                          count)], [*values, kind], ("kind",))  # fmt: skip
         yield from db
 

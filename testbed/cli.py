@@ -181,8 +181,11 @@ def _parser() -> argparse.ArgumentParser:
     draw.add_argument("--dashboards", type=Path, default=dashboards_lint.GENERATED, help=argparse.SUPPRESS)
     a = sub.add_parser("accounting", help="what each account (project) and user used, from Slurm's accounting")
     asub = a.add_subparsers(dest="accounting_command", required=True)
-    ar = asub.add_parser("report", help="jobs, CPU-hours, wall-hours, memory peak and I/O per account and user")
+    ar = asub.add_parser(
+        "report", help="jobs, CPU-hours, wall-hours, memory peak, I/O and database use per account and user"
+    )
     ar.add_argument("--inventory", type=Path, default=INVENTORY)
+    add_prometheus_arguments(ar)  # the database columns: the accounting exporter's series
     ar.add_argument(
         "--since",
         type=_since,
@@ -212,14 +215,20 @@ def _accounting(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[red]error:[/] --until {end.isoformat()} is not after --since {args.since.isoformat()}")
         return 2
     inventory = load_inventory(args.inventory)
+    start_s, end_s = args.since.timestamp(), end.timestamp()
     with console.status("running sacct on the site's accounting host"):
-        rows, unusable = accounting.report(inventory, args.since.timestamp(), end.timestamp())
+        rows, unusable = accounting.report(inventory, start_s, end_s)
+    with console.status("asking Prometheus for the database figures"):
+        db, why = accounting.database_usage(lambda: prometheus_client(args, inventory, timeout=10.0), start_s, end_s)
+    rows = accounting.merge(rows, db)
     window = f"{args.since:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC"
-    console.print(accounting.table(rows, f"Usage per account and user, {window} (Slurm accounting)"))
-    if not rows:
+    console.print(accounting.table(rows, f"Usage per account and user, {window} (Slurm accounting, database)"))
+    if not any(r.jobs for r in rows):
         console.print("no job ended in this window")
     if unusable:
         console.print(f"[yellow]{unusable} sacct line(s) could not be read[/] and are left out")
+    if why:
+        console.print(f"[yellow]database columns n/a:[/] {why}", highlight=False)
     if args.csv:
         accounting.write_csv(rows, args.csv)
         console.print(f"CSV written to [bold]{args.csv}[/]")
