@@ -1,11 +1,13 @@
 """ "Accounting": what the batch system's users, accounts (projects) and partitions used — CPU, wall time, memory,
-storage I/O and jobs by final state — from Slurm's accounting (magellan-accounting-exporter, sacct)."""
+storage I/O and jobs by final state — from Slurm's accounting (magellan-accounting-exporter, sacct), and what they
+asked of the conditions database (its --collector.database, MariaDB's user statistics)."""
 
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
 
 from dashboards.common import RATE, magellan_dashboard, selector, stat_panel, target, timeseries_panel
+from exporters.accounting import DB_BYTES_SENT, DB_COMMANDS, DB_ROWS_READ
 from magellan import contract
 
 UID = "magellan-accounting"
@@ -16,6 +18,14 @@ UP = contract.exporter_up("accounting")
 ERRORS = contract.exporter_scrape_errors("accounting") + "_total"
 BY = "account, user, partition"
 LEGEND = "{{user}} in {{account}} ({{partition}})"
+# The database's series have no partition: a session does not know its job, and `account` is the user's default one.
+DB_SELECTOR = selector(FILTERS[:2])
+DB_BY = "account, user"
+DB_LEGEND = "{{user}} in {{account}}"
+DB_NOTE = (
+    " Per MariaDB user and the user's default Slurm account (a database session does not know its job; a user that is "
+    "no Slurm user has an empty account). The partition filter does not apply."
+)
 
 
 def used(metric: str, by: str = BY) -> str:
@@ -112,6 +122,37 @@ def build() -> dashboard.Dashboard:
             [target(f"max by ({BY}) ({PREFIX}memory_peak_bytes{{{SELECTOR}}})", LEGEND)],
         )
     )
+    d = d.with_row(dashboard.Row("Conditions database access"))
+    for title, description, unit, metric in (
+        (
+            "Database queries",
+            "Statements (select, update and other) the conditions database ran for each user in the time range.",
+            "short",
+            DB_COMMANDS,
+        ),
+        ("Database rows read", "Rows the conditions database read for each user's statements.", "short", DB_ROWS_READ),
+        ("Database bytes sent", "Bytes the conditions database sent to each user.", "bytes", DB_BYTES_SENT),
+    ):
+        expr = f"sum by ({DB_BY}) (increase({metric}{{{DB_SELECTOR}}}[$__range]))"
+        d = d.with_panel(stat_panel(title, description + DB_NOTE, unit, [target(expr, DB_LEGEND)], width=8))
+    d = d.with_panel(
+        timeseries_panel(
+            "Database queries per second",
+            "Statements per second the conditions database ran for each user (A), and statements refused for lack "
+            "of a privilege or logins refused (B). The figures restart from 0 when the database server restarts, "
+            "which the rates take as a counter reset." + DB_NOTE,
+            "reqps",
+            [
+                target(f"sum by ({DB_BY}) (rate({DB_COMMANDS}{{{DB_SELECTOR}}}[{RATE}]))", DB_LEGEND, "A"),
+                target(
+                    f"sum by ({DB_BY}) (rate({PREFIX}db_access_denied_total{{{DB_SELECTOR}}}[{RATE}]))",
+                    DB_LEGEND + " refused",
+                    "B",
+                ),
+            ],
+            width=24,
+        )
+    )
     d = d.with_row(dashboard.Row("Jobs"))
     d = d.with_panel(
         timeseries_panel(
@@ -126,7 +167,9 @@ def build() -> dashboard.Dashboard:
         timeseries_panel(
             "Accounting exporter",
             "1 while the exporter's last sacct run succeeded (A); sacct failures per second by reason (B: timeout, "
-            "exit status, too much output, unparsable lines). While sacct fails, the last figures are kept.",
+            "exit status, too much output, unparsable lines; db_* of the database's statistics, sacctmgr_* of the "
+            "users' default accounts). While sacct fails, the last figures are kept; while the database query "
+            "fails, its figures are absent.",
             "short",
             [
                 target(f"{UP}", "up on {{node}}", "A"),
