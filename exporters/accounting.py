@@ -468,8 +468,8 @@ def database_argv(options: Options) -> list[str]:
 def database_hint(message: str) -> str:
     """What to do about a failed mariadb run, from its message (the client's ERROR line)."""
     if "Access denied" in message:
-        return ("give the exporter's user a MariaDB account with PROCESS (CREATE USER slurm@localhost IDENTIFIED VIA "
-                "unix_socket; GRANT PROCESS ON *.* TO slurm@localhost) or set --database.defaults-file")  # fmt: skip
+        return ("give --database.defaults-file the options of an account with PROCESS, readable by the exporter's "
+                "user (roles/conditions_db writes them), or give that user such an account")  # fmt: skip
     if "Can't connect" in message:
         return "start the MariaDB server, or give its socket or host in --database.defaults-file"
     if "USER_STATISTICS" in message:

@@ -34,6 +34,13 @@ JOBS_DIR = "/var/lib/magellan/jobs"  # the progress files: written by the worklo
 DATA_DIR = "/var/lib/magellan/data"  # the workloads' input files (made once per node, seed, size and format)
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"  # node_exporter's textfile collector (Debian's default)
 WEB_CONFIG = "/etc/magellan/web-config.yml"  # the exporters' --web.config.file (roles/web_config), when it is on
+# The conditions database's client options in a user's home (a MySQL option file: [client] host, port, user,
+# password, database; mode 0600, owned by the user): roles/conditions_db writes it, `analyze --conditions` reads it.
+CONDITIONS_FILE = "~/.config/magellan/conditions.cnf"
+# The MariaDB client options (a MySQL option file, mode 0600) of the account that reads every user's statistics
+# (PROCESS): roles/conditions_db writes it on the database host for the accounting exporter, which reads it
+# (--database.defaults-file).
+DB_STATISTICS_FILE = "/etc/magellan/db-statistics.cnf"
 JOB_OUTPUT = "/tmp/magellan-{job_id}.out"  # a Slurm job's stdout and stderr on its node
 WORKLOAD_COMMAND = "magellan-workload"  # in <venv>/bin
 
@@ -50,6 +57,9 @@ PORTS: Mapping[str, int] = {
     "slurmctld": 6817,
     "slurmd": 6818,
     "slurmdbd": 6819,
+    # MariaDB (its own default): slurmdbd's store on the controller, and the conditions database the jobs read
+    # (roles/conditions_db), which roles/firewall opens to its clients only.
+    "mariadb": 3306,
 }
 # The ports srun listens on for its steps' I/O and messages (slurm.conf SrunPortRange), in the syntax Slurm and
 # nftables share. Without it srun takes any ephemeral port and no firewall can let the steps' answers in. Slurm asks
@@ -72,6 +82,8 @@ SITE_DIRS: Mapping[str, str] = {
     "data_dir": DATA_DIR,
     "textfile_dir": TEXTFILE_DIR,
     "web_config": WEB_CONFIG,
+    "conditions_file": CONDITIONS_FILE,
+    "db_statistics_file": DB_STATISTICS_FILE,
 }
 
 
@@ -204,6 +216,10 @@ DEFAULT_DURATION = 20  # seconds a comparison's job runs
 INPUT_EVENTS = 5000  # events in the input file of analyze and storm
 STORM_FILES = 32  # a storm's readers read their own copies of the input, up to this many
 CHOS_NAME = re.compile(r"[a-z0-9_.-]{0,32}")
+# The run an event belongs to, for the conditions it is calibrated with (workloads/conditions.py): FIRST_RUN + its
+# number // EVENTS_PER_RUN. The conditions database's IOVs cover runs from FIRST_RUN (roles/conditions_db).
+FIRST_RUN = 410000
+EVENTS_PER_RUN = 1000
 PARTIAL = ".partial"  # an input in the making: <input>.partial, renamed onto <input> when whole
 
 

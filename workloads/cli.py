@@ -85,6 +85,12 @@ def _input_arguments(s: argparse.ArgumentParser, readers: str) -> None:
 def _analyze_arguments(a: argparse.ArgumentParser) -> None:
     _input_arguments(a, "RNTuple or TTree (found in each file), all of one format")
     a.add_argument("--output", help="write the histograms to this ROOT file")
+    a.add_argument(
+        "--conditions", metavar="FILE", nargs="?", const=contract.CONDITIONS_FILE,
+        help="calibrate each event with its run's conditions from the conditions database whose client options are "
+        f"in FILE (a MySQL option file; without FILE: {contract.CONDITIONS_FILE})",
+    )  # fmt: skip
+    a.add_argument("--conditions-tag", metavar="TAG", help="the global tag to read (default: the option file's)")
 
 
 def _storm_arguments(st: argparse.ArgumentParser) -> None:
@@ -109,6 +115,11 @@ def _parser() -> argparse.ArgumentParser:
         ARGUMENTS[w.name](s)
     d = sub.add_parser("db12", help="this core's DB12 score (DIRAC Benchmark 2012), the unit of the jobs' scores")
     d.add_argument("--fraction", type=float, default=0.2, help="share of DB12's 12.5 M draws to run (default 0.2)")
+    c = sub.add_parser("conditions-sql", help="the conditions database's schema and a tag's IOVs, as SQL to load")
+    c.add_argument("--tag", required=True, help="the global tag, [A-Za-z0-9_.-]{1,64}")
+    c.add_argument("--first-run", type=int, default=contract.FIRST_RUN, help="first run covered (default %(default)s)")
+    c.add_argument("--runs", type=int, required=True, help="runs covered from --first-run")
+    c.add_argument("--runs-per-iov", type=int, required=True, help="runs per interval of validity")
     return p
 
 
@@ -118,6 +129,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         if not 0 < args.fraction <= 1:
             parser.error("--fraction must be in (0, 1]")
         return
+    if args.workload == "conditions-sql":
+        return
     events = getattr(args, "events", 0)
     if events < 0 or not 0 <= args.duration < math.inf:
         parser.error("--events and --duration must not be negative (and --duration finite)")
@@ -125,6 +138,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--progress-interval must be a positive number of seconds")
     if args.workload == "simulate" and not events and not args.duration:
         parser.error("give --events N or --duration SECONDS (or both): the job needs a stopping condition")
+    if getattr(args, "conditions_tag", None) and not args.conditions:
+        parser.error("--conditions-tag chooses the tag --conditions reads: give --conditions too")
     if args.workload == "simulate" and args.format and not args.output:
         parser.error("--format chooses what --output writes: give --output FILE too")
     if args.workload == "storm":
@@ -277,10 +292,17 @@ def analyze(args: argparse.Namespace, stop: StopFlag) -> int:
         from workloads.rootio import Analysis  # noqa: PLC0415 - uproot only for ROOT workloads
 
         analysis = Analysis()
+        if getattr(args, "conditions", None):  # a storm's readers read none
+            from workloads.conditions import Conditions  # noqa: PLC0415 - PyMySQL only for jobs that read conditions
+
+            analysis.conditions = Conditions.open(args.conditions, args.conditions_tag)
         return _analyze(args, stop, writer, analysis)
     except Exception as exc:
         events, fmt = (analysis.events, analysis.format) if analysis else (0, None)
         return _failed("analyze", exc, writer, events, fmt)
+    finally:
+        if analysis is not None and analysis.conditions is not None:
+            analysis.conditions.close()
 
 
 def _analyze(args: argparse.Namespace, stop: StopFlag, writer: ProgressWriter, analysis: Analysis) -> int:
@@ -317,6 +339,7 @@ def _analyze(args: argparse.Namespace, stop: StopFlag, writer: ProgressWriter, a
         "selected": analysis.selected,
         "input_bytes": input_bytes,
         "mb_per_second": round(input_bytes / wall / 1e6, 3) if wall > 0 else 0.0,
+        **(analysis.conditions.summary() if analysis.conditions is not None else {}),
     }
     return _finish(writer, analysis.events, stop, extra, analysis.format)
 
@@ -436,13 +459,28 @@ def db12_command(args: argparse.Namespace, stop: StopFlag) -> int:
     return 0
 
 
+def conditions_sql(args: argparse.Namespace, stop: StopFlag) -> int:
+    from workloads import conditions  # noqa: PLC0415
+
+    try:
+        text = conditions.sql(args.tag, args.first_run, args.runs, args.runs_per_iov)
+    except ValueError as exc:
+        print(f"conditions-sql: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     stop = StopFlag()
     stop.install()  # before anything slow, so an early SIGTERM is not lost
     parser = _parser()
     args = parser.parse_args(argv)
     _check(parser, args)
-    commands = {"simulate": simulate, "analyze": analyze, "storm": storm, "db12": db12_command}
+    commands = {
+        "simulate": simulate, "analyze": analyze, "storm": storm, "db12": db12_command,
+        "conditions-sql": conditions_sql,
+    }  # fmt: skip
     try:
         return commands[args.workload](args, stop)
     except Exception as exc:  # before the job has a record (it cannot write one), or after a storm's readers

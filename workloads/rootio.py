@@ -32,6 +32,7 @@ import numpy as np
 import uproot
 
 from magellan import contract
+from workloads.conditions import Conditions
 from workloads.output import AtomicOutput, replacing
 from workloads.progress import JobError
 from workloads.simulate import Detail, Event
@@ -223,6 +224,7 @@ class Analysis:
     selected: int = 0
     entries: int = 0  # events in the file being read
     format: str | None = None  # of the files read (contract.FORMATS); None before the first
+    conditions: Conditions | None = None  # calibrations per run (analyze --conditions); None: none applied
 
     def chunks(self, path: Path, step: int = STEP_EVENTS) -> Iterator[Any]:
         """Iterate over `path`'s events in chunks; a bad file raises RootFileError naming it."""
@@ -244,14 +246,21 @@ class Analysis:
             raise RootFileError(f"{path}: not a readable events file ({type(exc).__name__}: {exc})") from exc
 
     def fill(self, chunk: Any) -> None:
-        """Select a chunk's events and fill the histograms (chunk: what chunks() yielded, in self.format)."""
+        """Select a chunk's events and fill the histograms (chunk: what chunks() yielded, in self.format); with
+        conditions, each event's leading jet pT and missing ET are first scaled by its run's calibration."""
         self.events += len(chunk)
-        cut = (chunk.leading_jet_pt > JET_PT_CUT) & (chunk.met > MET_CUT)
+        jet, met = np.asarray(chunk.leading_jet_pt), np.asarray(chunk.met)
+        if self.conditions is not None:
+            jet, met = jet.astype(np.float64), met.astype(np.float64)
+            for mask, calibration in self.conditions.scales(np.asarray(chunk.number)):
+                jet[mask] *= calibration["JES"]
+                met[mask] *= calibration["MET"]
+        cut = (jet > JET_PT_CUT) & (met > MET_CUT)
         sel = chunk[cut]
         self.selected += len(sel)
         h = self.hists
-        h["leading_jet_pt"].fill(np.asarray(sel.leading_jet_pt))
-        h["met"].fill(np.asarray(sel.met))
+        h["leading_jet_pt"].fill(jet[cut])
+        h["met"].fill(met[cut])
         h["n_tracks"].fill(np.asarray(sel.n_tracks))
         h["particle_pt"].fill(np.asarray(ak.flatten(self._column(sel, "particle", "pt"))))
         h["hit_r"].fill(np.asarray(ak.flatten(self._column(sel, "hit", "r"))))

@@ -178,12 +178,15 @@ def test_report_is_written(campaign: list[Comparison], tmp_path: Path) -> None:
 def test_no_secret_shows_in_the_runs_output(
     site: Inventory, no_change_runs: dict[str, subprocess.CompletedProcess[str]]
 ) -> None:
-    """The MUNGE key and the slurmdbd database password never reach Ansible's output: not in a converge, not in a
-    --check --diff run (a template's diff would show them), not in make test's own converge of the site."""
-    password = (REPO / ".testbed" / "secrets" / "slurmdbd-storage").read_text().split()[0]
+    """The MUNGE key and the database passwords (slurmdbd's, each user's of the conditions database) never reach
+    Ansible's output: not in a converge, not in a --check --diff run (a template's diff would show them), not in make
+    test's own converge of the site."""
+    secret_dir = REPO / ".testbed" / "secrets"
     key = node_shell(site, "head", "base64 -w0 /etc/munge/munge.key")
     assert key.returncode == 0 and len(key.stdout.strip()) > 100, key.stderr
-    secrets = {"the slurmdbd storage password": password, "the MUNGE key (base64)": key.stdout.strip()}
+    secrets = {"the MUNGE key (base64)": key.stdout.strip()}
+    for name in ("slurmdbd-storage", "conditions-physicist", "conditions-theorist"):
+        secrets[f"the password in {name}"] = (secret_dir / name).read_text().split()[0]
     outputs = {name: p.stdout + p.stderr for name, p in no_change_runs.items()}
     if (REPO / ".testbed" / "site.log").is_file():  # make test's converge of the site
         outputs["site.log"] = (REPO / ".testbed" / "site.log").read_text()
@@ -193,6 +196,7 @@ def test_no_secret_shows_in_the_runs_output(
     assert leaks == []
     for name in ("converge", "check"):  # the tasks that handle them ran in both
         assert "Give every host the cluster key" in outputs[name] and "slurmdbd" in outputs[name], name
+        assert "Write the users' option files" in outputs[name], name
 
 
 def test_check_mode_on_a_converged_site_changes_nothing(

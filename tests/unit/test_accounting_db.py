@@ -241,7 +241,7 @@ NO_SERVER = (DB / "stderr-no-server.txt").read_text().strip()
         ("not executable", "exec", "cannot run"),
         ("sleep 5", "timeout", "took longer than 0.5 s"),
         ("yes 'x' | head -c 3000000", "too_large", "raise --sacct.max-bytes"),
-        (f'echo "{ACCESS_DENIED}" >&2; exit 1', "exit_status", "GRANT PROCESS ON *.* TO slurm@localhost"),
+        (f'echo "{ACCESS_DENIED}" >&2; exit 1', "exit_status", "the options of an account with PROCESS"),
         (f'echo "{NO_SERVER}" >&2; exit 1', "exit_status", "start the MariaDB server"),
         ("echo 'ERROR 1109 (42S02): Unknown table USER_STATISTICS' >&2; exit 1", "exit_status", "must be MariaDB"),
         ("echo 'ERROR 2013 (HY000): Lost connection' >&2; exit 1", "exit_status", "run the same query by hand"),

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,27 @@ def test_histogram_counts(events_file: Sample) -> None:
     assert analysis.hists["n_tracks"].sum(flow=True) == len(expected)
     assert analysis.hists["leading_jet_pt"].sum(flow=True) == len(expected)
     assert analysis.hists["particle_pt"].sum(flow=True) == sum(k[1] for k in kept if k[0] in expected)
+
+
+class RunScales:
+    """Conditions as Analysis uses them: a jet energy scale per run (0.5 in the first run, 2 after), MET unscaled."""
+
+    def scales(self, numbers: Any) -> Iterator[tuple[Any, dict[str, float]]]:
+        runs = np.asarray(numbers) // contract.EVENTS_PER_RUN
+        for run in np.unique(runs):
+            yield runs == run, {"JES": 0.5 if run == 0 else 2.0, "MET": 1.0}
+
+
+def test_conditions_scale_each_event_by_its_run_before_the_selection(events_file: Sample) -> None:
+    path, kept = events_file
+    analysis = Analysis(conditions=RunScales())  # type: ignore[arg-type]
+    for chunk in analysis.chunks(path, step=700):
+        analysis.fill(chunk)
+    jes = {e.number: 0.5 if e.number < contract.EVENTS_PER_RUN else 2.0 for e, *_ in kept}
+    expected = [e for e, *_ in kept if np.float32(e.leading_jet_pt) * jes[e.number] > JET_PT_CUT and e.met > MET_CUT]
+    plain = [e for e, *_ in kept if e.leading_jet_pt > JET_PT_CUT and e.met > MET_CUT]
+    assert analysis.selected == len(expected) and expected != plain
+    assert analysis.hists["leading_jet_pt"].sum(flow=True) == len(expected)
 
 
 def test_both_formats_give_the_same_histograms(both: dict[str, Path]) -> None:
