@@ -10,6 +10,7 @@ import argparse
 import errno
 import logging
 import os
+import pwd
 import stat
 import sys
 import time
@@ -27,8 +28,9 @@ from magellan.contract import Progress, ProgressError, parse_proc_io, parse_proc
 
 LOG = logging.getLogger("magellan.job_exporter")
 # not_regular: an entry that is not a regular file of its own (a FIFO, a socket, a device, a directory, a symlink)
+# owner: a progress file of another user than its directory's, or a user directory whose owner is not its name
 # too_many: more progress files than --jobs.max-files (the newest are read)
-ERROR_REASONS = (*contract.PROGRESS_ERRORS, "not_regular", "jobs_dir", "too_many")  # exported from the start, at 0
+ERROR_REASONS = (*contract.PROGRESS_ERRORS, "not_regular", "owner", "jobs_dir", "too_many")  # exported from the start
 MAX_FILES = 10_000  # --jobs.max-files: a week of jobs at the testbed's pace is a few hundred
 PROC_MAX_BYTES = 4096  # /proc/<pid>/stat is ~300 bytes and /proc/<pid>/io ~100: anything larger is not one
 # Never blocks (O_NONBLOCK: a FIFO's open returns at once), never follows a symlink at the last component
@@ -38,11 +40,12 @@ JOB_LABELS = ("node", "platform", "job_id", "workload")
 METRICS = contract.JOB_METRICS
 
 
-def read_regular(path: Path, max_bytes: int) -> bytes:
+def read_regular(path: Path, max_bytes: int, owner: int | None = None) -> bytes:
     """The contents of the regular file `path`, read without blocking and without following a symlink; the jobs
     directory is world-writable, so anything else there is someone else's. ProgressError("not_regular") for a
-    symlink, FIFO, socket, device or directory, ProgressError("read") for a file of more than `max_bytes` (at most
-    max_bytes + 1 are read), OSError when it cannot be opened or read."""
+    symlink, FIFO, socket, device or directory, ProgressError("owner") for a file not owned by `owner` (when given),
+    ProgressError("read") for a file of more than `max_bytes` (at most max_bytes + 1 are read), OSError when it
+    cannot be opened or read."""
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
@@ -50,9 +53,13 @@ def read_regular(path: Path, max_bytes: int) -> bytes:
             raise ProgressError("not_regular", "a symbolic link (progress files are written in place)") from None
         raise
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise ProgressError("not_regular", f"not a regular file (mode {stat.filemode(mode)})")
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ProgressError("not_regular", f"not a regular file (mode {stat.filemode(st.st_mode)})")
+        if owner is not None and st.st_uid != owner:
+            raise ProgressError(
+                "owner", f"owned by {user_name(st.st_uid)}, not by {user_name(owner)}, whose directory it is in"
+            )
         chunks, size = [], 0
         while size <= max_bytes:
             chunk = os.read(fd, max_bytes + 1 - size)
@@ -65,6 +72,14 @@ def read_regular(path: Path, max_bytes: int) -> bytes:
     if size > max_bytes:
         raise ProgressError("read", f"larger than {max_bytes} bytes")
     return b"".join(chunks)
+
+
+def user_name(uid: int) -> str:
+    """The name of a user id, or the id itself when it has none."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def read_proc(path: Path) -> str:
@@ -118,8 +133,10 @@ class JobCollector:
         clock_ticks: int | None = None,
         timer: Callable[[], float] = time.perf_counter,
         max_files: int = MAX_FILES,
+        user_of: Callable[[int], str] = user_name,
     ) -> None:
         self.paths = paths
+        self.user_of = user_of
         self.max_files = max_files
         self.node = node
         self.platform = platform
@@ -131,11 +148,13 @@ class JobCollector:
             {"node": node, "platform": platform},
             ERROR_REASONS,
             "the jobs directory",
-            "Unusable progress files (json, schema, field, read, not_regular), failures to list the jobs directory "
+            "Unusable progress files (json, schema, field, read, not_regular; owner: of another user than its "
+            "directory's, or in a user directory not named after its owner), failures to list the jobs directory "
             "(jobs_dir) and scrapes that read only the newest --jobs.max-files files (too_many) since the exporter "
             "started, by reason.",
         )
         self._logged: dict[Path, int] = {}  # file -> mtime_ns last warned about
+        self._owners: dict[Path, int] = {}  # this scrape's files -> the user id that must own each
 
     def _live(self, p: Progress) -> tuple[float, int, int] | None:
         """CPU seconds and I/O bytes from /proc, if the job's own process (pid and start time) is alive."""
@@ -177,7 +196,7 @@ class JobCollector:
             LOG.warning("skipping %s: %s", path, detail or reason)
 
     def _read(self, path: Path) -> Progress:
-        p = parse_progress(read_regular(path, contract.PROGRESS_MAX_BYTES))
+        p = parse_progress(read_regular(path, contract.PROGRESS_MAX_BYTES, self._owners.get(path)))
         if p.path_name != path.name:
             raise ProgressError("field", f"job_id {p.job_id!r} differs from the file name")
         return p
@@ -186,12 +205,13 @@ class JobCollector:
         """Read the jobs directory once: its state, the valid jobs and the number of unusable files."""
         now = self.clock()
         try:
-            files = sorted(f for f in self.paths.jobs.iterdir() if f.name.endswith(contract.PROGRESS_SUFFIX))
+            self._owners = self._listing()
         except OSError as exc:
             self._error(self.paths.jobs, "jobs_dir", f"cannot list the jobs directory: {exc}")
             self.health.read(False, now)
             return Scrape(False, [], 0)
         self.health.read(True, now)
+        files = sorted(self._owners)
         if len(files) > self.max_files:
             self._error(self.paths.jobs, "too_many", f"{len(files)} progress files: reading the newest "
                         f"{self.max_files} (--jobs.max-files); old ones are removed by systemd-tmpfiles")  # fmt: skip
@@ -207,9 +227,36 @@ class JobCollector:
                 invalid += 1
                 self._error(f, "read", str(exc))
         # Forget files that are gone (and the directory's own error), so the warn-once memory stays bounded.
-        present = set(files)
+        present = set(files) | {f.parent for f in files}
         self._logged = {k: v for k, v in self._logged.items() if k in present}
         return Scrape(True, jobs, invalid)
+
+    def _listing(self) -> dict[Path, int]:
+        """The progress files to read, each with the user id that must own it (contract.user_dir): those in the jobs
+        directory itself, its owner's (root's: the campaigns'), and those in each user's subdirectory, named after
+        its owner. A subdirectory that is not named after its owner is counted (owner) and not read: another user
+        made it. OSError when the jobs directory cannot be listed."""
+        top = self.paths.jobs
+        owner = top.stat().st_uid
+        files: dict[Path, int] = {}
+        for entry in top.iterdir():
+            if entry.name.endswith(contract.PROGRESS_SUFFIX):
+                files[entry] = owner
+                continue
+            try:
+                st = entry.lstat()
+            except OSError:  # gone since the listing
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                continue
+            if self.user_of(st.st_uid) != entry.name:
+                self._error(entry, "owner", f"made by {self.user_of(st.st_uid)}, not by a user named {entry.name}")
+                continue
+            try:
+                files |= {f: st.st_uid for f in entry.iterdir() if f.name.endswith(contract.PROGRESS_SUFFIX)}
+            except OSError as exc:
+                self._error(entry, "jobs_dir", f"cannot list a user's jobs directory: {exc}")
+        return files
 
     def _newest(self, files: list[Path]) -> list[Path]:
         def mtime(f: Path) -> int:

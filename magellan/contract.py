@@ -67,6 +67,15 @@ PORTS: Mapping[str, int] = {
 SRUN_PORT_RANGE = "60001-61000"
 
 
+def user_dir(base: str, user: str) -> str:
+    """Where `user`'s jobs write their progress files (base: JOBS_DIR) or keep their inputs (base: DATA_DIR): the
+    directory itself for root, whose jobs are the campaigns', and <base>/<user> for anyone else. The directories are
+    sticky and writable by all, so that a user's first job makes its own subdirectory; a job uses only a directory
+    of its user's and reads only its user's or root's inputs (workloads/cli.py), and the job exporter reads only
+    files of the directory's user (exporters/job.py): nobody plants a file that another user's job reads."""
+    return base if user == "root" else f"{base}/{user}"
+
+
 def venv(prefix: str = PREFIX) -> str:
     return f"{prefix}/venv"
 

@@ -91,7 +91,8 @@ def prepare_script(spec: JobSpec, node: Node) -> str:
     lines = ["set -e"]
     for path, command in steps:
         q, part = shlex.quote(path), shlex.quote(path + contract.PARTIAL)
-        lines.append(f"if [ ! -e {q} ]; then {command}; mv {part} {q}; echo made {q}; fi")
+        # -O: missing, or not root's (a user planted it in the sticky data directory): made again, mv replaces it
+        lines.append(f"if [ ! -O {q} ]; then {command}; mv {part} {q}; echo made {q}; fi")
     return "\n".join(lines)
 
 

@@ -7,7 +7,9 @@ import contextlib
 import json
 import math
 import os
+import pwd
 import signal
+import stat
 import sys
 import time
 import traceback
@@ -47,12 +49,21 @@ class StopFlag:
             signal.signal(signum, self)
 
 
+def user_name(uid: int) -> str:
+    """The name of a user id, or the id itself when it has no name."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
 def _common(s: argparse.ArgumentParser) -> None:
     s.add_argument("--job-id", required=True, help="unique id, [A-Za-z0-9_.-]{1,128}; names the progress file")
     s.add_argument(
         "--jobs-dir",
-        default=os.environ.get("MAGELLAN_JOBS_DIR", contract.JOBS_DIR),
-        help="where the progress file goes (default: $MAGELLAN_JOBS_DIR or %(default)s)",
+        default=os.environ.get("MAGELLAN_JOBS_DIR") or contract.user_dir(contract.JOBS_DIR, user_name(os.geteuid())),
+        help="where the progress file goes, a directory of the job's user, made when missing (default: "
+        "$MAGELLAN_JOBS_DIR or %(default)s)",
     )
     s.add_argument("--progress-interval", type=float, default=1.0, help="seconds between progress writes")
 
@@ -152,13 +163,42 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.workload == "storm" and not contract.valid_job_id(contract.reader_job_id(args.job_id, args.readers - 1)):
         last = contract.reader_job_id(args.job_id, args.readers - 1)
         parser.error(f"--job-id {args.job_id!r}: too long for its readers' job ids ({last!r}): 128 characters at most")
-    if not os.path.isdir(args.jobs_dir) or not os.access(args.jobs_dir, os.W_OK):
-        parser.error(f"--jobs-dir {args.jobs_dir}: not a writable directory (create it, or set MAGELLAN_JOBS_DIR)")
+    _check_jobs_dir(parser, args.jobs_dir)
     for path in getattr(args, "input", None) or []:
         if not os.path.isfile(path):
             parser.error(f"--input {path}: no such file")
+        owner, me = os.stat(path).st_uid, os.geteuid()
+        if owner not in (0, me):
+            whom = "by root" if me == 0 else f"by you ({user_name(me)}) nor by root"
+            parser.error(
+                f"--input {path}: owned by {user_name(owner)}, not {whom}: a job reads only its user's inputs and the "
+                "site's (root's); copy it into a directory of yours if you trust it"
+            )
     if getattr(args, "output", None):
         _check_output(parser, args.output, getattr(args, "input", None) or [])
+
+
+def _check_jobs_dir(parser: argparse.ArgumentParser, jobs_dir: str) -> None:
+    """--jobs-dir is a directory of the job's user, made (mode 0755) when it is missing: a job never writes its
+    progress into a directory another user controls, where a link or a planted file could take its place."""
+    me = os.geteuid()
+    if not os.path.lexists(jobs_dir) and os.path.isdir(os.path.dirname(os.path.abspath(jobs_dir))):
+        with contextlib.suppress(FileExistsError, PermissionError):  # PermissionError: said below
+            os.mkdir(jobs_dir, 0o755)
+    try:
+        st = os.lstat(jobs_dir)
+    except OSError as exc:
+        parser.error(f"--jobs-dir {jobs_dir}: {exc.strerror}: create it, or set MAGELLAN_JOBS_DIR")
+    if not stat.S_ISDIR(st.st_mode):
+        parser.error(f"--jobs-dir {jobs_dir}: not a directory (a link is not taken either)")
+    if st.st_uid != me:
+        own = contract.user_dir(contract.JOBS_DIR, user_name(me))
+        parser.error(
+            f"--jobs-dir {jobs_dir}: owned by {user_name(st.st_uid)}, not by you ({user_name(me)}): a job writes its "
+            f"progress in a directory of its user's only (default: {own})"
+        )
+    if not os.access(jobs_dir, os.W_OK):
+        parser.error(f"--jobs-dir {jobs_dir}: not writable")
 
 
 def _check_output(parser: argparse.ArgumentParser, output: str, inputs: list[str]) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from magellan import contract
 from testbed.inventory import Inventory, ansible_command, ansible_env
 from testbed.prom import PromClient
 from tests.integration.conftest import INVENTORY, REPO, node_shell
@@ -136,3 +137,57 @@ def test_the_exporters_run_as_unprivileged_users(site: Inventory) -> None:
         out = node_shell(site, host, f'ps -o user= -p "$(systemctl show --property=MainPID --value {unit})"')
         got[host, unit] = out.stdout.strip()
     assert got == SERVICE_USERS
+
+
+def test_no_user_plants_a_file_that_another_users_job_reads(site: Inventory) -> None:
+    """contract.user_dir: a user's jobs write their progress in a directory of the user's own, made by the first job;
+    nobody else's job writes there; a progress file a user leaves at the top of the jobs directory (root's: the
+    campaigns') is counted by the job exporter (owner), not read; a root job does not read an input a user left in
+    the data directory."""
+    jobs, data, workload = contract.JOBS_DIR, contract.DATA_DIR, contract.workload_command()
+
+    def as_user(user: str, command: str) -> subprocess.CompletedProcess[str]:
+        return node_shell(site, "compute1", f"cd /tmp && runuser -u {user} -- sh -c {shlex.quote(command)}")
+
+    own = as_user("physicist", f"{workload} simulate --job-id it-own-dir --events 20")
+    assert own.returncode == 0, own.stderr
+    owner = node_shell(
+        site, "compute1", f"stat -c '%U %a' {jobs}/physicist; stat -c %U {jobs}/physicist/it-own-dir.json"
+    )
+    assert owner.stdout.split() == ["physicist", "755", "physicist"], owner
+    theirs = as_user("theorist", f"{workload} simulate --job-id it-theirs --events 5 --jobs-dir {jobs}/physicist")
+    assert theirs.returncode == 2 and "owned by physicist, not by you (theorist)" in theirs.stderr, theirs.stderr
+
+    exporter = f"http://{site.node('compute1').address}:{site.port('compute1', 'job_exporter')}/metrics"
+
+    def scrape() -> subprocess.CompletedProcess[str]:  # from the Prometheus host, which the firewall lets in
+        get = "import sys, urllib.request as u; sys.stdout.write(u.urlopen(sys.argv[1], timeout=10).read().decode())"
+        out = node_shell(site, "head", f"python3 -c {shlex.quote(get)} {exporter}")
+        assert out.returncode == 0, out.stderr
+        return out
+
+    def owner_errors() -> float:
+        out = scrape()
+        line = next(
+            x
+            for x in out.stdout.splitlines()
+            if x.startswith("magellan_job_scrape_errors_total{") and 'reason="owner"' in x
+        )
+        return float(line.rsplit(" ", 1)[1])
+
+    before = owner_errors()
+    planted = as_user(
+        "physicist",
+        f"sed 's/it-own-dir/it-planted/' {jobs}/physicist/it-own-dir.json > {jobs}/it-planted.json && "
+        f"echo 'not events' > {data}/it-planted.root",
+    )
+    try:
+        assert planted.returncode == 0, planted.stderr
+        out = scrape()
+        assert 'job_id="it-own-dir"' in out.stdout and 'job_id="it-planted"' not in out.stdout
+        assert owner_errors() > before
+        root_job = node_shell(site, "compute1", f"cd /tmp && {workload} analyze --job-id it-root --duration 1 "
+                              f"--input {data}/it-planted.root")  # fmt: skip
+        assert root_job.returncode == 2 and "owned by physicist, not by root" in root_job.stderr, root_job.stderr
+    finally:
+        node_shell(site, "compute1", f"rm -f {jobs}/it-planted.json {data}/it-planted.root")

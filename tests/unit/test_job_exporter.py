@@ -604,3 +604,40 @@ def test_hostile_jobs_dir_is_served_over_http(tmp_path: Path) -> None:
             os.close(os.open(jobs / "trap.json", os.O_WRONLY | os.O_NONBLOCK))
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# --- whose files are read (contract.user_dir) ------------------------------------------------------------------------
+
+
+def a_user_dir(jobs: Path, name: str, uid: int) -> Path:
+    d = jobs / name
+    d.mkdir()
+    os.chown(d, uid, -1)
+    return d
+
+
+def test_a_users_jobs_are_read_from_the_directory_of_their_name(tmp_path: Path) -> None:
+    """<jobs>/<user>/ of the user's own: read. Files there of another user, a directory another user made under
+    someone else's name, a file at the top of the jobs directory not of its owner: counted (owner), not read."""
+    assert os.geteuid() == 0, "the tests run as root (CI and make test do): they give files to other users"
+    jobs = fixture_copy(tmp_path, "sim-finished.json")
+    finished = json.loads((jobs / "sim-finished.json").read_text())
+
+    def job(directory: Path, job_id: str, uid: int) -> None:
+        (directory / f"{job_id}.json").write_text(json.dumps({**finished, "job_id": job_id}))
+        os.chown(directory / f"{job_id}.json", uid, -1)
+
+    names = {0: "root", 2001: "physicist", 2002: "theorist"}
+    physicist = a_user_dir(jobs, "physicist", 2001)
+    job(physicist, "phys-own", 2001)
+    job(physicist, "planted-by-theorist", 2002)
+    squatted = a_user_dir(jobs, "theorist", 2001)  # physicist made theorist's directory before theorist ran a job
+    job(squatted, "theo-squatted", 2001)
+    job(jobs, "top-by-physicist", 2001)
+    c = JobCollector(Paths(procfs=FIX / "proc", jobs=jobs), "node1", "bare-metal", clock=lambda: NOW,
+                     clock_ticks=100, timer=lambda: 0, user_of=lambda uid: names.get(uid, str(uid)))  # fmt: skip
+    text = exposition(c)
+    info = [line for line in text.splitlines() if line.startswith("magellan_job_info")]
+    read = {line.split('job_id="')[1].split('"')[0] for line in info}
+    assert read == {"sim-finished", "phys-own"}
+    assert sample(text, "magellan_job_scrape_errors_total", reason="owner") == 3  # planted, squatted, top

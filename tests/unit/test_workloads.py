@@ -6,6 +6,7 @@ import ast
 import json
 import os
 import signal
+import stat
 import statistics
 import subprocess
 import sys
@@ -239,7 +240,7 @@ def test_cli_whichever_limit_comes_first(tmp_path: Path) -> None:
         (["--job-id", "x", "--duration", "nan"], "--duration"),
         (["--job-id", "x", "--duration", "inf"], "--duration"),
         (["--job-id", "x", "--events", "ten"], "invalid int value"),
-        (["--job-id", "x", "--events", "1", "--jobs-dir", "/nonexistent/dir"], "not a writable directory"),
+        (["--job-id", "x", "--events", "1", "--jobs-dir", "/nonexistent/dir"], "No such file or directory"),
         (["--events", "1"], "--job-id"),
         (["--job-id", "x", "--events", "1", "--format", "ttree"], "--format chooses what --output writes"),
         (["--job-id", "x", "--events", "1", "--format", "csv", "--output", "o.root"], "invalid choice: 'csv'"),
@@ -357,3 +358,38 @@ def test_defaults_come_from_the_contract(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("MAGELLAN_JOBS_DIR", raising=False)
     args = cli._parser().parse_args(["simulate", "--job-id", "x", "--events", "1"])
     assert (args.jobs_dir, args.seed, args.format) == (contract.JOBS_DIR, contract.DEFAULT_SEED, None)
+
+
+def test_a_job_writes_only_in_a_directory_of_its_users(tmp_path: Path) -> None:
+    """contract.user_dir: a missing jobs directory is made as the job's user's; one of another user's is refused,
+    and nothing is written there."""
+    assert os.geteuid() == 0, "the tests run as root (CI and make test do): they give files to other users"
+    made = tmp_path / "mine"
+    proc = _run("--job-id", "x", "--events", "5", "--jobs-dir", str(made))
+    assert proc.returncode == 0, proc.stderr
+    assert made.stat().st_uid == 0 and stat.S_IMODE(made.stat().st_mode) == 0o755
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 2001, -1)
+    proc = _run("--job-id", "x", "--events", "5", "--jobs-dir", str(theirs))
+    assert proc.returncode == 2 and "owned by" in proc.stderr and "not by you (root)" in proc.stderr, proc.stderr
+    assert not list(theirs.iterdir())
+    (tmp_path / "link").symlink_to(made)
+    proc = _run("--job-id", "x", "--events", "5", "--jobs-dir", str(tmp_path / "link"))
+    assert proc.returncode == 2 and "not a directory" in proc.stderr
+
+
+def test_an_input_of_another_user_is_refused(tmp_path: Path) -> None:
+    """A job reads its user's inputs and root's only: a file another user put in the shared data directory is not
+    read by a root job."""
+    planted = tmp_path / "events.root"
+    planted.write_bytes(b"not events")
+    os.chown(planted, 2001, -1)
+    proc = subprocess.run(
+        [sys.executable, "-m", "workloads.cli", "analyze", "--job-id", "a", "--jobs-dir", str(tmp_path), "--input",
+         str(planted), "--duration", "1"],
+        capture_output=True, text=True, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert f"--input {planted}: owned by" in proc.stderr and "not by root: a job reads" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
