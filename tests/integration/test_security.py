@@ -120,14 +120,15 @@ def test_a_node_with_another_key_is_refused(site: Inventory, tmp_path: Path) -> 
     assert kept.returncode == 0, kept.stdout + kept.stderr
 
 
-# The user each service runs as (systemd's MainPID): none of the exporters is root but the virtualisation exporter,
-# which needs libvirt's read-write socket (roles/virt_exporter/README.md).
+# The user each service runs as (systemd's MainPID): none of the exporters is root. The virtualisation exporter reads
+# libvirt through its read-only socket, which polkit opens to any user (roles/virt_exporter/README.md, "Security").
 SERVICE_USERS = {
     ("head", "prometheus"): "prometheus",
     ("head", "magellan-accounting-exporter"): "slurm",
     ("compute1", "prometheus-node-exporter"): "prometheus",
     ("compute1", "magellan-job-exporter"): "magellan-exporter",
     ("vm1", "magellan-job-exporter"): "magellan-exporter",
+    ("hv1", "magellan-virt-exporter"): "magellan-virt",
 }
 
 
