@@ -1,7 +1,8 @@
 """Benchmarks (`make bench`): cold and warm `make testbed`, the job exporter's scrape cost, the cluster's job start
 latency and CHOS/native ratio, analyze against fio on the same storage and against a bare uproot loop on the same
 file (events per CPU second, RNTuple and TTree), the exporters' cost to a job, and virtual
-nodes: a guest's time from define to SSH and the bare-metal/virtual events/s ratio, with the accelerator.
+nodes: a guest's time from define to SSH and the bare-metal/virtual events/s ratio, with the accelerator; and the
+projects' fair shares converging over minutes.
 
 Prints figures measured in this one run, side by side, with their ratio; asserts nothing about speed.
 """
@@ -22,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from magellan import contract
-from testbed.inventory import ad_hoc, ansible_command
+from testbed.inventory import ad_hoc, ansible_command, load_inventory
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -116,6 +117,36 @@ def workload_rows(inventory: str, node: str) -> tuple[list[tuple[str, str, str]]
     return rows, {"analyze_vs_fio": io, "analyze_vs_uproot": bare, "exporter_overhead": ex}
 
 
+def fairshare_rows(
+    inventory: str, head: str, partition: str, minutes: int
+) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
+    """Each project's share of the partition over `minutes` while all keep a backlog waiting, against its fair share
+    (slurm_projects): the curve of the shares summed from the start, minute by minute."""
+    projects = load_inventory(REPO / inventory).hostvars.get(head, {}).get("slurm_projects") or []
+    pairs = [f"{p['name']}:{p['users'][0]}" for p in projects if p.get("users")]
+    if len(pairs) < 2:
+        return [("fair share", "skipped", f"fewer than two projects with users in {inventory}'s slurm_projects")], {}
+    fair = on_node(inventory, head, "fairshare.py", partition, str(minutes), "20", *pairs)
+    names = list(fair["expected"])
+    curve = "  ".join(f"{c['minute']}′ " + "/".join(f"{c[n]:.2f}" for n in names) for c in fair["curve"])
+    last = fair["curve"][-1] if fair["curve"] else {}
+    rows = [
+        (
+            f"fair share {' / '.join(names)}, summed from the start, per minute",
+            curve,
+            f"{fair['jobs']} jobs of 20 s on partition {partition}, every project keeping a backlog",
+        ),
+        (
+            f"fair share after {minutes} min / configured",
+            " / ".join(f"{last.get(n, 0):.2f}" for n in names)
+            + "  vs  "
+            + " / ".join(f"{fair['expected'][n]:.2f}" for n in names),
+            "converges as Slurm recomputes priorities once per PriorityCalcPeriod (1 min here)",
+        ),
+    ]
+    return rows, fair
+
+
 BOOT = re.compile(r"([\w.-]+): ([0-9.]+) s from define to SSH \(accel (\w+)\)")
 
 
@@ -159,6 +190,24 @@ def virtual_rows(
     return rows, {"runs": runs, "medians": medians, "accel": accel, "boot_s": float(boot.group(2))}
 
 
+def optional_rows(
+    args: argparse.Namespace, console: Console
+) -> tuple[list[tuple[str, str, str]], dict[str, Any], dict[str, Any]]:
+    """The virtual-node rows (unless --guest is empty) and the fair-share curve (unless --fairshare-minutes 0)."""
+    rows: list[tuple[str, str, str]] = []
+    virtual: dict[str, Any] = {}
+    if args.guest:
+        console.print(f"virtual: simulate on {args.node} vs {args.guest}, then {args.guest} defined and booted again…")
+        guest_rows, virtual = virtual_rows(args.inventory, args.node, args.guest)
+        rows += guest_rows
+    fairshare: dict[str, Any] = {}
+    if args.fairshare_minutes:
+        console.print(f"fair share: the projects' jobs on {args.partition} for {args.fairshare_minutes} min…")
+        share_rows, fairshare = fairshare_rows(args.inventory, args.head, args.partition, args.fairshare_minutes)
+        rows += share_rows
+    return rows, virtual, fairshare
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="testbed.bench", description=__doc__)
     p.add_argument("--skip-cold", action="store_true", help="do not run make clean + cold make testbed")
@@ -168,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--node", default="compute1", help="CHOS node for the latency and CHOS/native figures")
     p.add_argument("--chos-env", default="bookworm", help="CHOS environment compared with the node's native one")
     p.add_argument("--guest", default="vm1", help="virtual node compared with --node and booted again (empty: skip)")
+    p.add_argument("--fairshare-minutes", type=int, default=10, help="fair-share curve length in minutes (0: skip)")
+    p.add_argument("--partition", default="chos", help="partition the fair-share jobs share")
     args = p.parse_args(argv)
     console = Console()
     logs = REPO / ".testbed" / "bench"
@@ -206,11 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     rows, cluster = cluster_rows(args.inventory, args.head, args.node, args.chos_env)
     console.print(f"workloads: analyze vs fio, exporters running vs stopped on {args.node}…")
     more, workloads = workload_rows(args.inventory, args.node)
-    virtual: dict[str, Any] = {}
-    if args.guest:
-        console.print(f"virtual: simulate on {args.node} vs {args.guest}, then {args.guest} defined and booted again…")
-        guest_rows, virtual = virtual_rows(args.inventory, args.node, args.guest)
-        more += guest_rows
+    optional, virtual, fairshare = optional_rows(args, console)
+    more += optional
     for row in rows + more:
         table.add_row(*row)
     console.print(table)
@@ -224,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                 "cluster": cluster,
                 "workloads": workloads,
                 "virtual": virtual,
+                "fairshare": fairshare,
             },
             indent=2,
         )
