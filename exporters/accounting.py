@@ -9,8 +9,8 @@ counted by reason and the previous figures keep being served. Each poll also ask
 each partition; a failing sinfo is counted (reasons sinfo_*) and its states are dropped, not served stale.
 
 With --collector.database (off by default), each poll also reads the conditions database's user statistics
-(MariaDB's information_schema.USER_STATISTICS, server option userstat = 1) through the mariadb client, run as the
-exporter's own user (a MariaDB account with PROCESS: without it the table reads as empty), and serves per MariaDB
+(MariaDB's information_schema.USER_STATISTICS, server option userstat = 1) through the mariadb client, logged in
+with --database.defaults-file (an account with PROCESS: without it the table reads as empty), and serves per MariaDB
 user the connections, commands, rows, bytes and time the server spent on them. A database session does not know
 its Slurm job, so the `account` of a database row is the user's default Slurm account (sacctmgr), or "" for a
 database user that is no Slurm user: a user's queries made for a job of another account are counted under the
@@ -647,7 +647,7 @@ class AccountingCollector:
             LOG.warning(
                 "information_schema.USER_STATISTICS is empty, though the exporter's own connection belongs in it: the "
                 "server collects no user statistics (userstat = 1 in its [mariadbd] options, or SET GLOBAL userstat "
-                "= 1) or the exporter's MariaDB user lacks PROCESS (GRANT PROCESS ON *.* TO slurm@localhost)"
+                "= 1) or the account of --database.defaults-file lacks PROCESS (GRANT PROCESS ON *.* TO <it>)"
             )
 
     def collect(self) -> Iterator[Metric]:

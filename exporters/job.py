@@ -10,7 +10,6 @@ import argparse
 import errno
 import logging
 import os
-import pwd
 import stat
 import sys
 import time
@@ -24,7 +23,7 @@ from exporters import common, web
 from exporters.common import Families, Figure, Health
 from exporters.paths import Paths
 from magellan import contract
-from magellan.contract import Progress, ProgressError, parse_proc_io, parse_proc_stat, parse_progress
+from magellan.contract import Progress, ProgressError, parse_proc_io, parse_proc_stat, parse_progress, user_name
 
 LOG = logging.getLogger("magellan.job_exporter")
 # not_regular: an entry that is not a regular file of its own (a FIFO, a socket, a device, a directory, a symlink)
@@ -72,14 +71,6 @@ def read_regular(path: Path, max_bytes: int, owner: int | None = None) -> bytes:
     if size > max_bytes:
         raise ProgressError("read", f"larger than {max_bytes} bytes")
     return b"".join(chunks)
-
-
-def user_name(uid: int) -> str:
-    """The name of a user id, or the id itself when it has none."""
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
 
 
 def read_proc(path: Path) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import pwd
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -74,6 +75,14 @@ def user_dir(base: str, user: str) -> str:
     of its user's and reads only its user's or root's inputs (workloads/cli.py), and the job exporter reads only
     files of the directory's user (exporters/job.py): nobody plants a file that another user's job reads."""
     return base if user == "root" else f"{base}/{user}"
+
+
+def user_name(uid: int) -> str:
+    """The name of a user id (the name user_dir takes), or the id itself when it has none."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def venv(prefix: str = PREFIX) -> str:

@@ -7,7 +7,6 @@ import contextlib
 import json
 import math
 import os
-import pwd
 import signal
 import stat
 import sys
@@ -19,6 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
 from magellan import contract
+from magellan.contract import user_name
 from workloads import db12
 from workloads.progress import JobError, ProgressWriter, end_abandoned, read_record
 from workloads.simulate import Simulator
@@ -47,14 +47,6 @@ class StopFlag:
     def install(self) -> None:
         for signum in SIGNAL_MESSAGES:
             signal.signal(signum, self)
-
-
-def user_name(uid: int) -> str:
-    """The name of a user id, or the id itself when it has no name."""
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
 
 
 def _common(s: argparse.ArgumentParser) -> None:
