@@ -172,6 +172,7 @@ SERVICES = {
     "compute1": ("node_exporter", "job_exporter"),
     "hv1": ("node_exporter", "virt_exporter"),
     "vm1": ("node_exporter", "job_exporter"),
+    "storage1": ("node_exporter", "storage_exporter"),
 }
 
 

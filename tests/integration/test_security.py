@@ -121,7 +121,8 @@ def test_a_node_with_another_key_is_refused(site: Inventory, tmp_path: Path) -> 
 
 
 # The user each service runs as (systemd's MainPID): none of the exporters is root. The virtualisation exporter reads
-# libvirt through its read-only socket, which polkit opens to any user (roles/virt_exporter/README.md, "Security").
+# libvirt through its read-only socket, which polkit opens to any user (roles/virt_exporter/README.md, "Security");
+# the storage exporter has group disk and CAP_SYS_RAWIO for smartctl, not root (roles/storage_exporter/README.md).
 SERVICE_USERS = {
     ("head", "prometheus"): "prometheus",
     ("head", "magellan-accounting-exporter"): "slurm",
@@ -129,6 +130,7 @@ SERVICE_USERS = {
     ("compute1", "magellan-job-exporter"): "magellan-exporter",
     ("vm1", "magellan-job-exporter"): "magellan-exporter",
     ("hv1", "magellan-virt-exporter"): "magellan-virt",
+    ("storage1", "magellan-storage-exporter"): "magellan-storage",
 }
 
 
@@ -138,6 +140,22 @@ def test_the_exporters_run_as_unprivileged_users(site: Inventory) -> None:
         out = node_shell(site, host, f'ps -o user= -p "$(systemctl show --property=MainPID --value {unit})"')
         got[host, unit] = out.stdout.strip()
     assert got == SERVICE_USERS
+
+
+def test_the_storage_exporter_holds_only_what_smartctl_needs(site: Inventory) -> None:
+    """roles/storage_exporter/README.md, "Security": on storage1 (virtual disks, no NVMe) the service's process has
+    CAP_SYS_RAWIO and nothing else, effective, ambient and bounding, and group disk besides its own."""
+    status = 'cat "/proc/$(systemctl show --property=MainPID --value magellan-storage-exporter)/status"'
+    out = node_shell(site, "storage1", f"{status}; getent group disk | cut -d: -f3; id -g magellan-storage")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
+    rawio = f"{1 << 17:016x}"  # CAP_SYS_RAWIO is capability 17
+    assert {k: fields[k].strip() for k in ("CapEff", "CapAmb", "CapBnd")} == dict.fromkeys(
+        ("CapEff", "CapAmb", "CapBnd"), rawio
+    )
+    disk, own = lines[-2].strip(), lines[-1].strip()
+    assert set(fields["Groups"].split()) - {own} == {disk}
 
 
 def test_no_user_plants_a_file_that_another_users_job_reads(site: Inventory) -> None:

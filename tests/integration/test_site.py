@@ -32,11 +32,13 @@ def test_every_prometheus_target_is_up(site: Inventory, prom: PromClient) -> Non
     down = [f"{t.job}/{t.labels.get('node')}: {t.health} {t.last_error}" for t in targets if t.health != "up"]
     assert not down, down
     nodes = {t.labels.get("node") for t in targets if t.labels.get("job") == "node"}
-    assert nodes == {"head", "compute1", "compute2", "hv1", "vm1"}
+    assert nodes == {"head", "compute1", "compute2", "hv1", "vm1", "storage1"}
     jobs = {t.labels.get("node") for t in targets if t.labels.get("job") == "magellan_job"}
     assert jobs == {"compute1", "compute2", "vm1"}
     virt = {t.labels.get("node") for t in targets if t.labels.get("job") == "magellan_virt"}
     assert virt == {"hv1"}
+    storage = {t.labels.get("node") for t in targets if t.labels.get("job") == "magellan_storage"}
+    assert storage == {"storage1"}
     accounting = {t.labels.get("node") for t in targets if t.labels.get("job") == "magellan_accounting"}
     assert accounting == {"head"}
 

@@ -95,3 +95,13 @@ def test_bad_hypervisor_settings() -> None:
         "Host hv1: kvm_host_hypervisor=kvm" in out
         and "kvm_host_uplink=not an interface and kvm_host_bridge=mgvirt0 interface names" in out
     )
+
+
+def test_bad_data_disk() -> None:
+    out = _validate({"virtual_node_data_disks": [{"name": "Disk 1", "size_mb": 8}]})
+    assert "Host storage1: data disk" in out and "of virtual_node_data_disks needs name (lower-case letters" in out
+
+
+def test_bad_storage_array() -> None:
+    out = _validate({"storage_array_arrays": [{"name": "hdd", "level": 4, "members": ["/dev/sdb"]}]})
+    assert "roles/storage_array: storage_array_arrays: array 'hdd': level: 4 is not one of 0, 1, 5, 6, 10" in out

@@ -174,3 +174,39 @@ def test_serial_console_is_logged_when_asked(tmp_path: Path) -> None:
     domain = assert_valid(render(node_vars("kvm", "tcg", virtual_node_console_log=log)), tmp_path)
     assert attr(domain, "devices/serial/log", "file") == log
     assert attr(domain, "devices/serial/log", "append") == "off"
+
+
+DATA_DISKS = [
+    {"name": "hdd0", "size_mb": 512, "rotational": True, "profile": {"read_bytes_sec": 10485760, "read_iops_sec": 100}},
+    {"name": "ssd0", "size_mb": 512, "profile": {"total_bytes_sec": 41943040}},
+]
+DATA_PATHS = {"hdd0": "/var/lib/magellan/vm/wn-01-data-hdd0.raw", "ssd0": "/var/lib/magellan/vm/wn-01-data-ssd0.raw"}
+
+
+@pytest.mark.parametrize(("hypervisor", "accel"), [("kvm", "kvm"), ("kvm", "tcg"), ("xen", "xen")])
+def test_data_disks_carry_serial_rotation_and_throttles(hypervisor: str, accel: str, tmp_path: Path) -> None:
+    variables = node_vars(
+        hypervisor, accel, virtual_node_data_disks=DATA_DISKS, virtual_node_data_disk_paths=DATA_PATHS
+    )
+    domain = assert_valid(render(variables), tmp_path)
+    disks = domain.findall("devices/disk")[2:]
+    assert [attr(d, "source", "file") for d in disks] == list(DATA_PATHS.values())
+    assert [d.findtext("serial") for d in disks] == ["hdd0", "ssd0"]
+    assert {attr(d, "driver", "type") for d in disks} == {"raw"}
+    if hypervisor == "xen":  # libxl: no SCSI, no rotation rate, no throttles (preflight refuses a profile there)
+        assert [attr(d, "target", "dev") for d in disks] == ["xvdc", "xvdd"]
+        assert domain.find("devices/controller[@type='scsi']") is None
+        assert all(d.find("iotune") is None for d in disks)
+        return
+    assert attr(domain, "devices/controller[@type='scsi']", "model") == "virtio-scsi"
+    targets = [(attr(d, "target", "dev"), attr(d, "target", "bus"), attr(d, "target", "rotation_rate")) for d in disks]
+    assert targets == [("sda", "scsi", "7200"), ("sdb", "scsi", "1")]  # 1: the guest reads rotational 0, an SSD
+    assert [attr(d, "address", "unit") for d in disks] == ["0", "1"]
+    assert [{e.tag: int(e.text or "") for e in d.findall("iotune/*")} for d in disks] == [
+        d["profile"] for d in DATA_DISKS
+    ]
+
+
+def test_no_data_disks_no_scsi_controller(tmp_path: Path) -> None:
+    domain = assert_valid(render(node_vars("kvm", "tcg")), tmp_path)
+    assert domain.find("devices/controller") is None and len(domain.findall("devices/disk")) == 2
