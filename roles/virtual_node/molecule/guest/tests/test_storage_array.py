@@ -2,8 +2,8 @@
 their file systems aligned to the stripe and mounted with the asked options, the disks' schedulers by rotational flag,
 readahead and stripe cache, periodic TRIM, and the arrays recorded for the next boot."""
 
-import json
 import re
+import shlex
 
 import pytest
 
@@ -17,7 +17,8 @@ def guest(host):
     partition = host.check_output("sinfo --noheader --format=%P --nodes=molecule-vm1").rstrip("*")
 
     def run(command):
-        return host.check_output(f"srun -p {partition} sh -c {json.dumps(command)}")
+        # single quotes: $(...) is expanded on the guest, not by the shell that runs srun on the head
+        return host.check_output(f"srun -p {partition} sh -c {shlex.quote(command)}")
 
     return run
 
