@@ -22,8 +22,14 @@ from typing import Any
 from testbed.inventory import Inventory, InventoryError
 
 BY_ID = "/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_"  # QEMU's SCSI disk with serial <name>, as the guest's udev names it
-LEVELS = (0, 1, 5, 6, 10)
+MIN_MEMBERS = {0: 2, 1: 2, 5: 3, 6: 4, 10: 2}  # md RAID level -> the fewest members mdadm accepts
 MIB = 1 << 20
+
+
+def data_disks(level: int, members: int) -> int:
+    """Members' worth of data in a stripe of an md array (RAID 10: the near-2 layout): what its file system aligns
+    to (roles/storage_array) and how many members' rates a full-stripe write carries."""
+    return {0: members, 1: 1, 5: members - 1, 6: members - 2, 10: members // 2}[level] if members else 0
 
 
 @dataclass(frozen=True)
@@ -43,8 +49,7 @@ class ArrayModel:
 
     @property
     def data_disks(self) -> int:
-        n = len(self.members)
-        return {0: n, 1: 1, 5: n - 1, 6: n - 2, 10: n // 2}[self.level]
+        return data_disks(self.level, len(self.members))
 
     @property
     def device(self) -> str:

@@ -23,7 +23,8 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-LEVELS = {0: 2, 1: 2, 5: 3, 6: 4, 10: 2}  # md level -> fewest members mdadm accepts
+from testbed.storage import MIN_MEMBERS, data_disks  # one owner of the RAID arithmetic: the known answers' model
+
 FILESYSTEMS = ("xfs", "ext4")
 DISCARD = ("fstrim", "online", "none")  # periodic TRIM (fstrim.timer), the discard mount option, or neither
 FIELDS = {"name", "level", "members", "spares", "chunk_kb", "filesystem", "mount_point", "mount_options", "discard",
@@ -47,12 +48,6 @@ def _devices(array: str, field: str, value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(d, str) and d.startswith("/dev/") for d in value):
         raise _fail(array, field, f"{value!r} must be a list of device paths (/dev/disk/by-id/... names stay right)")
     return [str(d) for d in value]
-
-
-def data_disks(level: int, members: int) -> int:
-    """Members' worth of data in a stripe: what the file system aligns to, and how many members' rates a full-stripe
-    read of a healthy array adds up."""
-    return {0: members, 1: 1, 5: members - 1, 6: members - 2, 10: members // 2}[level] if members else 0
 
 
 def _commands(
@@ -90,8 +85,8 @@ def _one(raw: Any, defaults: Mapping[str, Any]) -> dict[str, Any]:
         raise _fail(name, ", ".join(unknown), f"unknown field(s); an array takes {', '.join(sorted(FIELDS))}")
     a = {**defaults, **raw}
     level = a.get("level")
-    if isinstance(level, bool) or str(level).removeprefix("raid") not in {str(k) for k in LEVELS}:
-        raise _fail(name, "level", f"{level!r} is not one of {', '.join(str(k) for k in LEVELS)} (md RAID levels)")
+    if isinstance(level, bool) or str(level).removeprefix("raid") not in {str(k) for k in MIN_MEMBERS}:
+        raise _fail(name, "level", f"{level!r} is not one of {', '.join(str(k) for k in MIN_MEMBERS)} (md RAID levels)")
     level = int(str(level).removeprefix("raid"))
     members = _devices(name, "members", a.get("members"))
     spares = _devices(name, "spares", a.get("spares", []))
@@ -99,8 +94,8 @@ def _one(raw: Any, defaults: Mapping[str, Any]) -> dict[str, Any]:
     everything = members + spares
     if len(set(everything)) != len(everything):
         raise _fail(name, "members/spares", "a device is named twice")
-    if len(members) < LEVELS[level]:
-        raise _fail(name, "members", f"RAID {level} needs at least {LEVELS[level]} members, got {len(members)}")
+    if len(members) < MIN_MEMBERS[level]:
+        raise _fail(name, "members", f"RAID {level} needs at least {MIN_MEMBERS[level]} members, got {len(members)}")
     if not set(wipe) <= set(everything):
         raise _fail(name, "wipe", f"{sorted(set(wipe) - set(everything))} are not members or spares of this array")
     chunk = _whole(name, "chunk_kb", a.get("chunk_kb"), 4)
