@@ -34,9 +34,10 @@ from magellan import contract
 
 COLLECTORS = ("diskstats", "md", "filesystem", "smart")
 # diskstats, mdstat: the file unreadable or a line unusable; md_sysfs, queue: a sysfs file unusable (an absent one
-# is not an error); sysfs: /sys/block could not be listed to find the disks; filesystem(_timeout): statvfs failed
-# (or did not return); smart_*: a smartctl run that gave no usable output (not_found, exec, timeout, too_large, parse)
-ERROR_REASONS = ("diskstats", "mdstat", "md_sysfs", "queue", "sysfs", "filesystem", "filesystem_timeout",
+# is not an error); md_links: /dev/md unreadable, too large, or a link that names no array right; sysfs: /sys/block
+# could not be listed to find the disks; filesystem(_timeout): statvfs failed (or did not return); smart_*: a smartctl
+# run that gave no usable output (not_found, exec, timeout, too_large, parse)
+ERROR_REASONS = ("diskstats", "mdstat", "md_sysfs", "md_links", "queue", "sysfs", "filesystem", "filesystem_timeout",
                  *SMART_REASONS)  # fmt: skip
 DEVICE_EXCLUDE = r"^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"  # node_exporter 1.5's default: partitions
 DISKSTATS_MAX = 4 << 20  # ~100 bytes a device
@@ -214,8 +215,9 @@ class Collector:
         self.health = Health(
             "storage", {"node": node}, ERROR_REASONS, "the storage sources",
             "Unusable storage sources since the exporter started, by reason: diskstats, mdstat, md_sysfs and queue "
-            "(a file unreadable or a line unusable), sysfs (/sys/block not listable), filesystem (statvfs failed) "
-            "and filesystem_timeout, smart_* (a smartctl run without usable output).",
+            "(a file unreadable or a line unusable), md_links (/dev/md unreadable or a link naming no array right), "
+            "sysfs (/sys/block not listable), filesystem (statvfs failed) and filesystem_timeout, smart_* (a "
+            "smartctl run without usable output).",
         )  # fmt: skip
         self.problem = Problems(self.health)
         self.subsystems = list(build(self.problem))
@@ -262,6 +264,8 @@ def _parser() -> argparse.ArgumentParser:
     for name in COLLECTORS:
         p.add_argument(f"--collector.{name}", dest=f"collector_{name}", action=argparse.BooleanOptionalAction,
                        default=True, help=f"the {name} collector (default: on)")  # fmt: skip
+    p.add_argument("--collector.md.links-directory", dest="md_links", type=Path, default=d.dev / "md", metavar="DIR",
+                   help="udev's links naming the md arrays, <name> -> ../mdN (default: %(default)s)")  # fmt: skip
     p.add_argument("--collector.diskstats.device-exclude", dest="exclude", type=_regex, default=DEVICE_EXCLUDE,
                    metavar="REGEX", help="devices not reported (default, node_exporter's: %(default)s)")  # fmt: skip
     p.add_argument("--collector.filesystem.mount-points", dest="mounts", type=_list, default=[], action="extend",
@@ -304,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     def build(problem: Problems) -> list[Subsystem]:
         chosen: dict[str, Subsystem] = {
             "diskstats": DiskstatsCollector(paths, args.node, problem, args.exclude),
-            "md": MdCollector(paths, args.node, problem),
+            "md": MdCollector(paths, args.node, problem, args.md_links),
             "filesystem": FilesystemCollector(args.node, problem, args.mounts, args.fs_timeout),
             "smart": SmartCollector(paths, args.node, problem, smart),
         }

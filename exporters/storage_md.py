@@ -14,10 +14,14 @@ is the only source of the kernel's own time estimate (finish=).
 - speed: sysfs sync_speed (KiB/s), else mdstat's speed= (the same counters in md.c, averaged the same way).
 - time remaining: from sysfs (sectors left / sync_speed) when it has both, else mdstat's finish= (md.c computes it
   from the same counters, rounded to 6 s).
+- the array's md name (label `array`, what role storage_array and its catalogue call it): from udev's links in
+  /dev/md (--collector.md.links-directory), /dev/md/<name> or /dev/md/<host>:<name> -> ../mdN; "" when no link names
+  the array (no udev, an array without a name).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -36,6 +40,7 @@ from exporters.storage_parsers import (
     ParseError,
     SyncCompleted,
     parse_array_state,
+    parse_md_links,
     parse_mdstat,
     parse_member_state,
     parse_raid_disks,
@@ -47,6 +52,7 @@ from exporters.storage_parsers import (
 )
 
 MDSTAT_MAX = 1 << 20
+LINKS_MAX = 512  # entries of /dev/md read: each array's link and one a partition of it, for 256 arrays
 # The state and the sync action are one series each (value 1, the current one as a label), not state sets with a
 # 0 for each other value: 10 + 7 series an array would be 40 % of a scrape's series, and a scrape's cost is mostly
 # the exposition of each series (issue 16: at most twice node_exporter's). magellan_storage_md_state{state=
@@ -85,6 +91,7 @@ class MdArray:
     level: str
     uuid: str
     sources: str  # mdstat, sysfs or mdstat+sysfs
+    md_name: str = ""  # the array's md name from /dev/md ("" when no link names it)
     size_bytes: int | None = None
     active: int | None = None
     failed: int | None = None
@@ -169,8 +176,9 @@ def _sync(m: MdStat | None, s: MdSysfs) -> tuple[str | None, bool, float | None,
     return action, False, progress, speed, remaining
 
 
-def merge(mdstat: MdStat | None, sysfs: MdSysfs | None) -> MdArray:
-    """The array's figures; at least one source must be given (the module's docstring says which wins)."""
+def merge(mdstat: MdStat | None, sysfs: MdSysfs | None, md_name: str = "") -> MdArray:
+    """The array's figures; at least one source must be given (the module's docstring says which wins); md_name: the
+    array's name from /dev/md."""
     if mdstat is None and sysfs is None:
         raise ValueError("merge needs mdstat or sysfs figures")
     s = sysfs or MdSysfs(name=mdstat.name if mdstat else "")
@@ -185,7 +193,7 @@ def merge(mdstat: MdStat | None, sysfs: MdSysfs | None) -> MdArray:
         state=s.array_state or (_mdstat_state(mdstat) if mdstat else "inactive"),
         level=s.level or (mdstat.level if mdstat else ""),
         uuid=s.uuid or "",
-        sources="+".join(k for k, v in (("mdstat", mdstat), ("sysfs", sysfs)) if v is not None),
+        sources="+".join(k for k, v in (("mdstat", mdstat), ("sysfs", sysfs)) if v is not None), md_name=md_name,
         size_bytes=size, active=active, failed=failed, spare=spare, required=required, degraded=degraded,
         action=action, pending=pending, progress=progress, speed_bytes=speed, remaining_seconds=remaining,
         speed_min_bytes=_kib(s.speed_min_kib), speed_max_bytes=_kib(s.speed_max_kib),
@@ -193,12 +201,14 @@ def merge(mdstat: MdStat | None, sysfs: MdSysfs | None) -> MdArray:
 
 
 class MdCollector:
-    """Per md array: /proc/mdstat and /sys/block/mdX/md merged (exporters/storage_md.py)."""
+    """Per md array: /proc/mdstat and /sys/block/mdX/md merged, named from the links in `links` (default /dev/md;
+    exporters/storage_md.py)."""
 
     name = "md"
 
-    def __init__(self, paths: Paths, node: str, problem: Problems) -> None:
+    def __init__(self, paths: Paths, node: str, problem: Problems, links: Path | None = None) -> None:
         self.paths, self.node, self.problem = paths, node, problem
+        self.links = paths.dev / "md" if links is None else links
         self._ok = True
 
     def _file(self, path: Path, parse: Callable[[str], T]) -> T | None:
@@ -256,6 +266,33 @@ class MdCollector:
         self._ok = self._ok and not problems
         return {a.name: a for a in arrays}
 
+    def names(self) -> dict[str, str]:
+        """md device -> the array's md name, from the first LINKS_MAX entries of the links directory (listed and
+        readlink'ed, nothing opened); none when it does not exist (no udev, no named array). A failure is a problem
+        of reason md_links, and the arrays are still reported, unnamed."""
+        links: list[tuple[str, str]] = []
+        try:
+            with os.scandir(self.links) as entries:
+                for count, entry in enumerate(entries):
+                    if count == LINKS_MAX:
+                        self.problem("md_links", f"{self.links} holds more than {LINKS_MAX} entries: the rest unread")
+                        self._ok = False
+                        break
+                    if entry.is_symlink():
+                        with contextlib.suppress(FileNotFoundError):  # removed since the listing: names nothing
+                            links.append((entry.name, os.readlink(entry.path)))
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            self.problem("md_links", f"cannot read the links of {self.links}: {exc}")
+            self._ok = False
+            return {}
+        names, problems = parse_md_links(links)
+        for problem in problems:
+            self.problem("md_links", f"{self.links}: {problem}")
+        self._ok = self._ok and not problems
+        return names
+
     def arrays(self) -> list[MdArray]:
         self._ok = True
         mdstat = self._mdstat()
@@ -269,15 +306,17 @@ class MdCollector:
             self.problem("md_sysfs", f"cannot list {block}: {exc}")
             self._ok, names = False, set()
         sysfs = {n: self.sysfs(n) for n in sorted(names)}
-        return [merge(mdstat.get(n), sysfs.get(n)) for n in sorted(set(mdstat) | set(sysfs))]
+        md_names = self.names()
+        return [merge(mdstat.get(n), sysfs.get(n), md_names.get(n, "")) for n in sorted(set(mdstat) | set(sysfs))]
 
     def read(self) -> tuple[list[Family], bool]:
         families = Families(DEVICE_LABELS)
         for a in self.arrays():
             labels = [self.node, a.name]
-            families.add([("gauge", "magellan_storage_md_info", "1 for each md array; level: its RAID level, uuid: "
-                           "its md uuid (empty: unknown), sources: where its figures come from.", 1.0)],
-                         [*labels, a.level, a.uuid, a.sources], ("level", "uuid", "sources"))  # fmt: skip
+            doc = "1 for each md array; array: its md name (/dev/md/<name>; empty: no link names it), level: its RAID "
+            doc += "level, uuid: its md uuid (empty: unknown), sources: where its figures come from."
+            families.add([("gauge", "magellan_storage_md_info", doc, 1.0)], [*labels, a.md_name, a.level, a.uuid,
+                         a.sources], ("array", "level", "uuid", "sources"))  # fmt: skip
             doc = f"1, with the array's state ({', '.join(ARRAY_STATES)}: md/array_state; mdstat tells active, "
             doc += "inactive, readonly and read-auto only). One series, not a state set."
             families.add([("gauge", "magellan_storage_md_state", doc, 1.0)], [*labels, a.state], ("state",))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -221,6 +221,35 @@ def parse_member_state(text: str) -> frozenset[str]:
     if not flags or not all(MEMBER_FLAG.fullmatch(f) for f in flags):
         raise ParseError(f"member state {text.strip()[:40]!r}: expected comma-separated flags such as in_sync")
     return flags
+
+
+# --- /dev/md (udev's 63-md-raid-arrays.rules) -------------------------------------------------------------------------
+
+_MD_DEVICE = re.compile(r"md[A-Za-z0-9_]{1,32}")  # a kernel md device (md127, md_home), or one's partition (md127p1)
+MD_NAME_MAX = 64  # mdadm allows 32 characters; a <host>: prefix comes on top
+
+
+def parse_md_links(links: Iterable[tuple[str, str]]) -> tuple[dict[str, str], list[str]]:
+    """The md name of each array from udev's links in /dev/md, given as (link name, link target) pairs, and the
+    problems of the links that could not be used: ("data", "../md127") and ("otherhost:data", "../md127") both give
+    {"md127": "data"}. udev links /dev/md/<name> for an array of this host and /dev/md/<homehost>:<name> for another
+    host's (mdadm's MD_DEVNAME; an array assembled before the host had its name comes up that way); the <host>: prefix
+    is stripped. A link to anything but an md device names nothing; a partition's link (data1 -> ../md127p1) names
+    the partition, which is not an array. A link whose name is not a printable name of at most MD_NAME_MAX characters
+    is a problem, and so is a second name for the same device (the first in sorted order is kept)."""
+    names: dict[str, str] = {}
+    problems: list[str] = []
+    for link, target in sorted(links):
+        device = target.rstrip("/").rpartition("/")[2]
+        if not _MD_DEVICE.fullmatch(device):
+            continue
+        name = link.partition(":")[2] if ":" in link else link
+        if not name or len(name) > MD_NAME_MAX or not name.isprintable() or any(c.isspace() for c in name):
+            problems.append(f"link {link[:80]!r} -> {target[:80]!r}: not an md name")
+            continue
+        if names.setdefault(device, name) != name:
+            problems.append(f"{device} is named both {names[device]!r} and {name!r} (link {link[:80]!r})")
+    return names, problems
 
 
 # --- /proc/mdstat (drivers/md/md.c md_seq_show, status_resync) --------------------------------------------------------

@@ -24,10 +24,11 @@ from exporters import storage
 from exporters.common import Health
 from exporters.paths import Paths
 from exporters.storage_io import Problems, Subsystem
-from exporters.storage_md import MdCollector, MdSysfs, merge
+from exporters.storage_md import LINKS_MAX, MdCollector, MdSysfs, merge
 from exporters.storage_parsers import (
     ParseError,
     parse_diskstats,
+    parse_md_links,
     parse_mdstat,
     parse_member_state,
     parse_raid_disks,
@@ -175,6 +176,53 @@ def test_sysfs_wins_over_mdstat() -> None:
         merge(None, None)
 
 
+def test_md_names_from_udevs_links() -> None:
+    """/dev/md/<name> and /dev/md/<host>:<name> (an array of another host, or assembled before the host had its name)
+    name the array; a partition's link, a link to another device and a directory name none (63-md-raid-arrays.rules)."""
+    names, problems = parse_md_links([("hdd", "../md127"), ("otherhost:ssd", "../md126"), ("ssd1", "../md126p1"),
+                                      ("boot", "/dev/md_boot"), ("disk", "../sda"), ("md", "../")])  # fmt: skip
+    assert names == {"md127": "hdd", "md126": "ssd", "md126p1": "ssd1", "md_boot": "boot"} and problems == []
+    assert parse_md_links([("storage1:hdd", "../md127"), ("hdd", "../md127")]) == ({"md127": "hdd"}, [])
+    names, problems = parse_md_links([("b", "../md1"), ("a", "../md1"), ("host:", "../md2"), ("x y", "../md3"),
+                                      ("\udcff", "../md4"), ("n" * 65, "../md5")])  # fmt: skip
+    assert names == {"md1": "a"} and len(problems) == 5
+    assert "md1 is named both 'a' and 'b' (link 'b')" in problems
+
+
+def test_md_names_on_a_recorded_tree() -> None:
+    problem = Problems(storage_health())
+    collector = MdCollector(Paths(procfs=FIX / "procfs" / "proc", sysfs=FIX / "none"), "n1", problem,
+                            FIX / "procfs" / "dev" / "md")  # fmt: skip
+    names = {a.name: a.md_name for a in collector.arrays()}
+    assert (names["md127"], names["md7"], names["md6"], names["md42"]) == ("root", "hdd", "ssd", "")
+    assert problem.count == 0 and "md6p1" not in names
+    assert MdCollector(Paths(dev=FIX / "none"), "n1", problem).names() == {} and problem.count == 0  # no /dev/md
+
+
+def test_unreadable_md_links_are_a_problem_not_a_crash(tmp_path: Path) -> None:
+    links = tmp_path / "md"
+    links.write_text("not a directory\n")
+    problem = Problems(storage_health())
+    collector = MdCollector(Paths(procfs=FIX / "procfs" / "proc", sysfs=FIX / "none"), "n1", problem, links)
+    families, ok = collector.read()
+    assert not ok and problem.count == 1 and problem.health.errors["md_links"] == 1
+    info = next(f for f in families if f.name == "magellan_storage_md_info")
+    assert len(info.samples) == 18 and {s.labels["array"] for s in info.samples} == {""}  # still reported, unnamed
+    links.unlink()
+    links.mkdir()
+    for i in range(LINKS_MAX + 10):
+        (links / f"a{i}").symlink_to(f"../md{i}")
+    problem.next_scrape()
+    names = collector.names()
+    assert problem.count == 1 and len(names) == LINKS_MAX  # bounded: the first LINKS_MAX entries only
+    (links / "a0").unlink()
+    (links / "a0").symlink_to("../md1")  # md1 named twice
+    for i in range(20, LINKS_MAX + 10):
+        (links / f"a{i}").unlink()
+    problem.next_scrape()
+    assert collector.names()["md1"] in ("a0", "a1") and problem.count == 1
+
+
 @pytest.mark.parametrize(
     ("parse", "text", "value"),
     [(parse_raid_disks, "11 (10)\n", 11), (parse_raid_disks, "\n", None), (parse_raid_disks, "4\n", 4),
@@ -311,7 +359,7 @@ def collector(
     mounts: tuple[str, ...] = (),
     statvfs: Callable[[str], os.statvfs_result] = statvfs_of,
 ) -> storage.Collector:
-    paths = Paths(procfs=FIX / tree / "proc", sysfs=FIX / tree / "sys")
+    paths = Paths(procfs=FIX / tree / "proc", sysfs=FIX / tree / "sys", dev=FIX / tree / "dev")
 
     def build(problem: Problems) -> list[Subsystem]:
         chosen: dict[str, Subsystem] = {
@@ -366,6 +414,7 @@ def test_metric_names_units_and_labels(tmp_path: Path) -> None:
     assert 'magellan_storage_disk_rotational{device="sda",node="n1"} 1.0' in text
     assert 'magellan_storage_disk_info{device="dm-0",major="252",minor="0",node="n1",scheduler=""} 1.0' in text
     assert 'magellan_storage_md_sync_action{action="recover",device="md6",node="n1"} 1.0' in text
+    assert 'magellan_storage_md_info{array="hdd",device="md7",level="raid6",node="n1",sources="mdstat",uuid=""}' in text
     assert 'magellan_storage_md_sync_remaining_seconds{device="md42",node="n1"} 112086.0' in text
     assert 'magellan_storage_md_sync_pending{device="md11",node="n1"} 1.0' in text
     assert 'magellan_storage_filesystem_avail_bytes{mountpoint="/srv/array",node="n1"} 7.69658138624e+11' in text
@@ -383,7 +432,7 @@ def test_metric_names_units_and_labels(tmp_path: Path) -> None:
 
 def test_broken_sources_are_counted_and_the_rest_reported(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
-    shutil.copytree(FIX / "procfs", tree)
+    shutil.copytree(FIX / "procfs", tree, symlinks=True)
     (tree / "proc" / "diskstats").unlink()
     os.mkfifo(tree / "proc" / "diskstats")  # a FIFO never blocks the exporter (read_regular: O_NONBLOCK)
     (tree / "sys" / "block" / "sda" / "queue" / "scheduler").write_text("noop deadline\n")
@@ -440,7 +489,9 @@ def test_command_line() -> None:
                                                                                       "/dev/nvme0n1"])  # fmt: skip
     assert (args.mounts, args.sysfs, args.listen, args.smart_timeout) == (["/srv"], Path("/x/sys"),
                                                                           ("127.0.0.1", 9999), 10.0)  # fmt: skip
-    assert storage._parser().parse_args([]).listen == ("0.0.0.0", 9813)
+    defaults = storage._parser().parse_args([])
+    assert (defaults.listen, defaults.md_links) == (("0.0.0.0", 9813), Path("/dev/md"))
+    assert storage._parser().parse_args(["--collector.md.links-directory=/x/md"]).md_links == Path("/x/md")
 
 
 @pytest.mark.parametrize("bad", ["--collector.diskstats.device-exclude=(", "--smart.timeout=0", "--smart.devices=,"])
