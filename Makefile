@@ -69,6 +69,7 @@ testbed: bootstrap
 	@rc=0; $(TIMED) compare $(BIN)/testbed compare --inventory $(INVENTORY) || rc=$$?; \
 	  if [ -n "$(VIRTUAL_COMPARE)" ]; then \
 	    $(TIMED) compare-virtual $(BIN)/testbed compare --inventory $(INVENTORY) $(VIRTUAL_COMPARE) || rc=$$?; fi; \
+	  $(TIMED) arrays $(BIN)/testbed arrays --inventory $(INVENTORY) || rc=$$?; \
 	  $(TIMED) render $(BIN)/testbed dashboards render --inventory $(INVENTORY) \
 	    --from $$(cat $(STATE)/campaigns.started) || rc=$$?; \
 	  exit $$rc

@@ -603,6 +603,20 @@ NODE_PROFILE_CPUS = "magellan_node_profile_cpus"
 NODE_PROFILE_READ_BPS = "magellan_node_profile_read_bytes_per_second"
 NODE_VIRTUAL_INFO = "magellan_node_virtual_info"
 COMPARISON_PREFIX = "magellan_comparison_"
+# Role storage_array's catalogue figures of each array (testbed.storage.array_economics), in node_exporter's textfile
+# directory of the storage node (STORAGE_CATALOGUE_FILE): label array (its md name, as in magellan_storage_md_info's
+# array label), and on ..._info also model, device_class (hdd|ssd|nvme) and level (raid6).
+STORAGE_CATALOGUE_FILE = "magellan_storage_arrays.prom"
+STORAGE_CATALOGUE: Mapping[str, str] = {
+    "info": "magellan_storage_array_catalogue_info",
+    "usable": "magellan_storage_array_catalogue_usable_bytes",  # data disks x the model's capacity: a real array's
+    "price": "magellan_storage_array_catalogue_price_dollars",  # members and spares at the catalogue's dated price
+    "watts": "magellan_storage_array_catalogue_power_watts",  # label state: active | idle
+    "failures": "magellan_storage_array_catalogue_failures_per_year",  # members x annualised failure rate
+    "replacement": "magellan_storage_array_catalogue_replacement_dollars_per_year",
+    "tco": "magellan_storage_array_catalogue_cost_of_ownership_dollars",  # price, energy, replacements over the life
+    "life": "magellan_storage_array_catalogue_service_life_years",
+}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from dashboards import lint as dashboards_lint
 from magellan import contract
 from magellan.contract import ContractError, JobSpec
-from testbed import accounting, analysis, compare, grafana, pages, panels, report
+from testbed import accounting, analysis, arrays, compare, grafana, pages, panels, report
 from testbed.campaign import Campaign, Observer
 from testbed.compare import Plan
 from testbed.inventory import Inventory, InventoryError, load_inventory
@@ -195,7 +195,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     ar.add_argument("--until", type=_utc, metavar="TIME", help="end: a time (ISO 8601; default: now)")
     ar.add_argument("--csv", type=Path, metavar="FILE", help="also write the rows as CSV (hours and bytes)")
+    _arrays_parser(sub)
     return p
+
+
+def _arrays_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    st = sub.add_parser(
+        "arrays",
+        help="measure each storage node's arrays with fio against their known answers, and price a real array of each",
+    )
+    st.add_argument("--inventory", type=Path, default=INVENTORY)
+    st.add_argument("--group", default=arrays.GROUP, help="inventory group of the storage nodes (default: %(default)s)")
+
+
+def _arrays(args: argparse.Namespace, console: Console) -> int:
+    inventory = load_inventory(args.inventory)
+    hosts = inventory.groups.get(args.group, [])
+    if not hosts:
+        console.print(f"no hosts in group {args.group} of {args.inventory}: no arrays to measure")
+        return 0
+    found = []
+    with console.status("measuring the arrays") as status:
+        for host in hosts:
+            found += arrays.measure(inventory, host, progress=status.update)
+    console.print(arrays.table(found))
+    return 0
 
 
 def _since(text: str) -> datetime:
@@ -475,7 +499,9 @@ def main(argv: list[str] | None = None) -> int:
     # A report table is wide: do not squeeze it into 80 columns when the output is a pipe or a CI log.
     console = Console(width=None if sys.stdout.isatty() else 200)
     try:
-        run = {"report": _report, "dashboards": _dashboards, "accounting": _accounting}.get(args.command, _compare)
+        run = {"report": _report, "dashboards": _dashboards, "accounting": _accounting, "arrays": _arrays}.get(
+            args.command, _compare
+        )
         return run(args, console)
     except (
         InventoryError,
@@ -485,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         grafana.GrafanaError,
         accounting.AccountingError,
         pages.RenderError,
+        arrays.ArraysError,
     ) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 1

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from magellan import contract
@@ -76,9 +77,15 @@ def exposition(c: Comparison, tolerance_pct: float, group: str = DEFAULT_GROUP) 
     )
     finished.add_metric([group, c.workload, str(c.readers), fmt], c.finished.timestamp())
 
+    return text_exposition([ratio, spread, expected, tolerance, eps, read, eff, repeats, failed, finished])
+
+
+def text_exposition(families: Sequence[Metric]) -> str:
+    """Metric families as Prometheus text exposition (what node_exporter's textfile collector reads)."""
+
     class _Collector(Collector):
-        def collect(self) -> list[GaugeMetricFamily]:
-            return [ratio, spread, expected, tolerance, eps, read, eff, repeats, failed, finished]
+        def collect(self) -> Sequence[Metric]:
+            return families
 
     registry = CollectorRegistry()
     registry.register(_Collector())

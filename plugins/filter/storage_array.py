@@ -23,12 +23,13 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from testbed.storage import MIN_MEMBERS, data_disks  # one owner of the RAID arithmetic: the known answers' model
+from magellan import contract
+from testbed.storage import MIN_MEMBERS, array_economics, catalogue_exposition, data_disks, parse_catalogue
 
 FILESYSTEMS = ("xfs", "ext4")
 DISCARD = ("fstrim", "online", "none")  # periodic TRIM (fstrim.timer), the discard mount option, or neither
 FIELDS = {"name", "level", "members", "spares", "chunk_kb", "filesystem", "mount_point", "mount_options", "discard",
-          "readahead_kb", "stripe_cache_size", "wipe"}  # fmt: skip
+          "readahead_kb", "stripe_cache_size", "wipe", "model"}  # fmt: skip
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,11}")  # also the file system's label: XFS takes at most 12 characters
 _OPTION = re.compile(r"[A-Za-z0-9_.=:/+-]+")
 _PREFIX = "roles/storage_array: storage_array_arrays"
@@ -142,6 +143,7 @@ def _one(raw: Any, defaults: Mapping[str, Any]) -> dict[str, Any]:
         "data_disks": data,
         "create_argv": create,
         "mkfs_argv": mkfs,
+        "model": str(a["model"]) if a.get("model") is not None else None,
     }
 
 
@@ -258,6 +260,44 @@ def storage_array_actions(plan: list[Mapping[str, Any]], output: str) -> list[di
     return out
 
 
+def storage_array_catalogue(
+    plan: list[Mapping[str, Any]],
+    catalogue: Any,
+    economy: Mapping[str, Any],
+    node: str,
+    platform: str,
+    textfile_dir: str,
+) -> dict[str, str]:
+    """The catalogue figures of the arrays that name a model (testbed.storage: cost, power, failures over the
+    service life) as {path, content}: the textfile node_exporter exports, content "" when no array names a model.
+    economy: {life_years, energy_price_per_kwh}."""
+    priced = [a for a in plan if a.get("model")]
+    path = f"{textfile_dir.rstrip('/')}/{contract.STORAGE_CATALOGUE_FILE}"
+    if not priced:
+        return {"path": path, "content": ""}
+    try:
+        models = parse_catalogue(catalogue)
+    except ValueError as exc:
+        raise AnsibleFilterError(f"roles/storage_array: {exc}") from exc
+    for field in ("life_years", "energy_price_per_kwh"):
+        value = economy.get(field)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise AnsibleFilterError(f"roles/storage_array: storage_array_{field}: {value!r} is not a positive number")
+    arrays = []
+    for a in priced:
+        if a["model"] not in models:
+            raise _fail(a["name"], "model", f"{a['model']!r} is not in storage_array_catalogue ({', '.join(models)}):"
+                        " add it there, with its sources, or name one of these")  # fmt: skip
+        figures = array_economics(a["level"], len(a["members"]), len(a["spares"]), models[a["model"]],
+                                  float(economy["life_years"]), float(economy["energy_price_per_kwh"]))  # fmt: skip
+        arrays.append((str(a["name"]), figures))
+    return {"path": path, "content": catalogue_exposition(node, platform, arrays)}
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"storage_array_plan": storage_array_plan, "storage_array_actions": storage_array_actions}
+        return {
+            "storage_array_plan": storage_array_plan,
+            "storage_array_actions": storage_array_actions,
+            "storage_array_catalogue": storage_array_catalogue,
+        }

@@ -3,13 +3,14 @@ says, and each delivering what its members' profiles and RAID level predict (tes
 
 from __future__ import annotations
 
-import json
-import time
-
 import pytest
+from rich.console import Console
 
+from magellan import contract
+from testbed.arrays import measure, table, wait_idle
 from testbed.inventory import Inventory
-from testbed.storage import BY_ID, MIB, ArrayModel, fio_command, fio_read, site_arrays
+from testbed.prom import PromClient
+from testbed.storage import BY_ID, ArrayModel, site_arrays
 from tests.integration.conftest import node_shell
 
 pytestmark = pytest.mark.integration
@@ -25,22 +26,12 @@ def run(site: Inventory, command: str) -> str:
 
 @pytest.fixture(scope="module")
 def arrays(site: Inventory) -> list[ArrayModel]:
-    """The storage node's arrays once their initial sync is over (a resync reads every member: a measurement during
-    it would share the members' budgets)."""
+    """The storage node's arrays once their initial sync is over (testbed.arrays.wait_idle)."""
     models = site_arrays(site, STORAGE)
     assert {a.name for a in models} == {"hdd", "ssd"}
-    deadline = time.monotonic() + 600
     for a in models:
-        while (action := run(site, f"cat /sys/block/$(basename $(readlink -f {a.device}))/md/sync_action")) != "idle":
-            assert time.monotonic() < deadline, f"{a.name}: still {action} after 10 min"
-            time.sleep(5)
+        wait_idle(lambda command: run(site, command), a)
     return models
-
-
-@pytest.fixture(scope="module")
-def accel(site: Inventory) -> str:
-    """The accelerator the storage node runs on (its local fact, written by role virtual_node): next to every figure."""
-    return str(json.loads(run(site, "cat /etc/ansible/facts.d/magellan.fact"))["virtual"]["accel"])
 
 
 def test_the_arrays_are_the_inventorys_and_healthy(site: Inventory, arrays: list[ArrayModel]) -> None:
@@ -64,20 +55,26 @@ def test_the_arrays_are_the_inventorys_and_healthy(site: Inventory, arrays: list
         assert disks_seen == [("1/mq-deadline" if m.rotational else "0/none") for m in a.members], a.name
 
 
-@pytest.mark.parametrize("pattern", ["read", "randread"])
-def test_each_array_delivers_what_its_members_and_level_predict(
-    site: Inventory, arrays: list[ArrayModel], accel: str, pattern: str
-) -> None:
-    """fio on the array device (O_DIRECT, read-only) within +-10 % of the model: sequential MiB/s the sum of the
-    members' rates (RAID 6 reads skip parity), random 4-KiB reads/s the sum of their IOPS."""
-    found = {}
-    for a in arrays:
-        rate, iops = fio_read(run(site, fio_command(a.device, pattern)))
-        measured, predicted = (rate / MIB, a.seq_read_bytes_per_s() / MIB) if pattern == "read" else (
-            iops, a.random_read_iops())  # fmt: skip
-        found[a.name] = (round(measured, 1), round(predicted, 1))
-        assert abs(measured / predicted - 1) <= TOLERANCE, f"{a.name} {pattern} on {accel}: {found[a.name]}"
-    hdd, ssd = found["hdd"], found["ssd"]
-    unit = "MiB/s" if pattern == "read" else "IOPS"
-    ratios = f"ssd/hdd {ssd[0] / hdd[0]:.2f} vs {ssd[1] / hdd[1]:.2f}"
-    print(f"{pattern} on {accel} ({unit}, measured/predicted): {found}; {ratios}")
+def test_each_array_delivers_what_its_members_and_level_predict(site: Inventory, arrays: list[ArrayModel]) -> None:
+    """`testbed arrays` (testbed.arrays.measure, as make testbed runs it): fio on each array device (O_DIRECT,
+    read-only) within +-10 % of the model: sequential MiB/s the sum of the members' rates (RAID 6 reads skip parity),
+    random 4-KiB reads/s the sum of their IOPS; each array priced by the role's catalogue."""
+    found = measure(site, STORAGE, run=lambda command: run(site, command))
+    console = Console(width=250, record=True)
+    console.print(table(found))
+    print(console.export_text())
+    for m in found:
+        for pattern in ("read", "randread"):
+            assert abs(m.error(pattern)) <= TOLERANCE, f"{m.array.name} {pattern} on {m.accel}: {m.error(pattern):+.1%}"
+        assert m.economics is not None, f"{m.array.name}: names no catalogue model"
+    hdd, ssd = sorted(found, key=lambda m: m.array.name)
+    assert ssd.read_bytes_per_s / hdd.read_bytes_per_s > 3 and ssd.read_iops / hdd.read_iops > 5  # 4x and 6.25x
+
+
+def test_the_catalogue_figures_of_each_array_are_in_prometheus(site: Inventory, prom: PromClient) -> None:
+    """Role storage_array's textfile: node_exporter exports each priced array's figures, the dashboard's source."""
+    found = {s.labels["array"]: s.labels["model"] for s in prom.query(contract.STORAGE_CATALOGUE["info"])}
+    models = {a["name"]: a["model"] for a in site.hostvars[STORAGE]["storage_array_arrays"]}
+    assert found == models
+    usable = {s.labels["array"]: s.value for s in prom.query(contract.STORAGE_CATALOGUE["usable"])}
+    assert usable == {"hdd": 32e12, "ssd": 7.68e12}  # RAID 6 of four: two data disks of 16 TB and of 3.84 TB

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -187,3 +188,36 @@ def test_the_probe_script_speaks_the_format_the_decision_reads() -> None:
         "/dev/disk/by-id/magellan-no-such-disk": {"missing": True},
         "/dev/null": {"missing": True},
     }
+
+
+CATALOGUE = {
+    "hdd_x": {"device_class": "hdd", "capacity_tb": 16, "watts_active": 10.0, "watts_idle": 5.0, "afr_percent": 1.5,
+              "price_per_tb": 17.0, "price_date": "2024-06",
+              "sources": dict.fromkeys(["capacity_tb", "watts_active", "watts_idle", "afr_percent", "price_per_tb"],
+                                       "a data sheet")},
+}  # fmt: skip
+ECONOMY = {"life_years": 5, "energy_price_per_kwh": 0.13}
+
+
+def test_the_catalogue_textfile_prices_the_arrays_that_name_a_model() -> None:
+    unpriced = storage_array.storage_array_catalogue([plan()], CATALOGUE, ECONOMY, "s1", "tcg", "/var/lib/x/")
+    assert unpriced == {"path": "/var/lib/x/magellan_storage_arrays.prom", "content": ""}  # the role removes the file
+    found = storage_array.storage_array_catalogue([plan(model="hdd_x")], CATALOGUE, ECONOMY, "s1", "tcg", "/d")
+    assert (
+        'magellan_storage_array_catalogue_usable_bytes{array="hdd",node="s1",platform="tcg"} 3.2e+13'
+        in (found["content"])
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "economy", "message"),
+    [
+        ("ssd_y", ECONOMY, "array 'hdd': model: 'ssd_y' is not in storage_array_catalogue (hdd_x): add it there"),
+        ("hdd_x", {**ECONOMY, "life_years": 0}, "storage_array_life_years: 0 is not a positive number"),
+    ],
+)
+def test_a_model_or_an_economy_the_catalogue_cannot_price_is_named(
+    model: str, economy: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(AnsibleFilterError, match=re.escape(message)):
+        storage_array.storage_array_catalogue([plan(model=model)], CATALOGUE, economy, "s1", "tcg", "/d")

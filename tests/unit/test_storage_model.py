@@ -3,12 +3,30 @@ from the local inventory, and fio's output as a real run in the storage guest wr
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
+from magellan import contract
 from testbed.inventory import InventoryError, load_inventory
-from testbed.storage import BY_ID, MIB, ArrayModel, Member, fio_command, fio_read, site_arrays
+from testbed.storage import (
+    BY_ID,
+    CATALOGUE_VAR,
+    FIGURES,
+    MIB,
+    ArrayModel,
+    Member,
+    array_economics,
+    catalogue_exposition,
+    fio_command,
+    fio_read,
+    parse_catalogue,
+    site_arrays,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "fio"
@@ -58,3 +76,63 @@ def test_fio_reads_read_only_and_its_json_is_read() -> None:
     assert rate > 0 and iops > 0 and abs(rate / iops - 4096) < 1
     with pytest.raises(ValueError, match="not fio's JSON output"):
         fio_read("fio: failed to open /dev/md/x")
+
+
+# Cost, power and reliability: role storage_array's catalogue applied to an array
+
+
+def catalogue_defaults() -> dict[str, Any]:
+    return dict(yaml.safe_load((REPO / "roles" / "storage_array" / "defaults" / "main.yml").read_text()))
+
+
+MODEL = {
+    "device_class": "hdd", "capacity_tb": 16, "watts_active": 10.0, "watts_idle": 5.0, "afr_percent": 2.0,
+    "price_per_tb": 20.0, "price_date": "2024-06", "sources": dict.fromkeys(FIGURES, "a data sheet"),
+}  # fmt: skip
+
+
+def test_the_roles_catalogue_names_a_source_for_every_figure_and_the_local_arrays_models() -> None:
+    defaults = catalogue_defaults()
+    models = parse_catalogue(defaults[CATALOGUE_VAR])
+    assert {m.device_class for m in models.values()} == {"hdd", "ssd"}
+    local = yaml.safe_load((REPO / "inventories" / "local" / "host_vars" / "storage1.yml").read_text())
+    assert {a["model"] for a in local["storage_array_arrays"]} <= set(models)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"device_class": "tape"}, "hdd_x.device_class: 'tape' is not one of"),
+        ({"capacity_tb": 0}, "hdd_x.capacity_tb: 0 is not a positive number"),
+        ({"watts_idle": "5 W"}, "hdd_x.watts_idle: '5 W' is not a positive number"),
+        ({"afr_percent": True}, "hdd_x.afr_percent: True is not a positive number"),
+        ({"sources": {"capacity_tb": "x"}}, "hdd_x.sources: no source for watts_active, watts_idle, afr_percent"),
+        ({"price_date": ""}, "hdd_x.price_date: a price is only meaningful with its date"),
+    ],
+)
+def test_a_bad_catalogue_entry_is_named_with_its_field(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"{CATALOGUE_VAR}.{message}")):
+        parse_catalogue({"hdd_x": {**MODEL, **change}})
+
+
+def test_an_arrays_economics_add_up_its_devices() -> None:
+    model = parse_catalogue({"hdd_x": MODEL})["hdd_x"]
+    e = array_economics(6, 4, 1, model, life_years=5, energy_price_per_kwh=0.10)
+    assert e.devices == 5 and e.usable_bytes == 2 * 16e12  # RAID 6 of four: two data disks; the spare holds nothing
+    assert e.price == 5 * 16 * 20.0 and e.per_tb(e.price) == 50.0  # 1,600 USD for 32 TB usable
+    assert (e.watts_active, e.watts_idle, e.per_tb(e.watts_active)) == (50.0, 25.0, 50 / 32)
+    assert e.failures_per_year == pytest.approx(0.1) and e.replacement_per_year == pytest.approx(0.1 * 320)
+    energy = 50.0 * 8766 / 1000 * 0.10  # busy all year: 438.3 USD
+    assert e.cost_of_ownership == pytest.approx(1600 + 5 * (energy + 32))
+
+
+def test_the_catalogue_exposition_parses_and_carries_the_arrays_figures() -> None:
+    model = parse_catalogue({"hdd_x": MODEL})["hdd_x"]
+    text = catalogue_exposition("storage1", "tcg", [("hdd", array_economics(6, 4, 0, model, 5, 0.1))])
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert set(families) == set(contract.STORAGE_CATALOGUE.values())
+    info = families[contract.STORAGE_CATALOGUE["info"]].samples[0]
+    assert info.labels == {"node": "storage1", "platform": "tcg", "array": "hdd", "model": "hdd_x",
+                           "device_class": "hdd", "level": "raid6"}  # fmt: skip
+    watts = {s.labels["state"]: s.value for s in families[contract.STORAGE_CATALOGUE["watts"]].samples}
+    assert watts == {"active": 40.0, "idle": 20.0}
