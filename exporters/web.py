@@ -10,6 +10,7 @@ import socket
 import socketserver
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -225,9 +226,12 @@ def serve(
     """Serve the registry on (host, port), with the TLS and users of web_config, until SIGTERM or SIGINT; 0 on a
     clean stop, 1 when the address cannot be bound or the web config cannot be used."""
     host, port = listen
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # The handlers only set a flag: a handler that took a lock (Event.set) could deadlock the main thread it
+    # interrupts, when the signal lands while that thread holds the same lock entering Event.wait (seen in CI: a
+    # SIGTERM right after the first scrape, on a loaded machine, left the exporter running until it was killed).
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _: stopping.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _: stopping.append(signum))
     try:
         live = LiveWebConfig(web_config, log)
     except WebConfigError as exc:
@@ -244,7 +248,8 @@ def serve(
     scheme = "https" if config.tls else "http"
     auth = f", basic auth for {len(config.users)} user(s)" if config.users else ""
     log.info("listening on %s://%s:%d%s", scheme, host, port, auth)
-    stop.wait()
+    while not stopping:
+        time.sleep(0.2)
     log.info("stopping")
     server.shutdown()
     server.server_close()
