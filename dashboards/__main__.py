@@ -15,6 +15,7 @@ from dashboards import (
     campaign_history,
     cluster_health,
     platform_comparison,
+    storage_arrays,
     storage_concurrency,
     virtual_nodes,
 )
@@ -26,6 +27,7 @@ BUILDERS: list[Callable[[], Dashboard]] = [
     accounting.build,
     cluster_health.build,
     campaign_history.build,
+    storage_arrays.build,
 ]
 GENERATED = Path(__file__).resolve().parent / "generated"
 

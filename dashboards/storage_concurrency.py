@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import dashboard
+from grafana_foundation_sdk.builders import dashboard, timeseries
 
 from dashboards.common import (
     JOB,
@@ -20,6 +20,27 @@ from magellan import contract
 UID = "magellan-storage-concurrency"
 RUNNING = running_jobs()
 STORM = f'workload="storm", {SELECTOR}'
+
+
+def concurrent_jobs() -> timeseries.Panel:
+    """Jobs running on each node (also on "Storage arrays": the readers of the arrays)."""
+    return timeseries_panel(
+        "Concurrent jobs",
+        "Jobs running on each node: a storm of N readers shows as N.",
+        "short",
+        [target(RUNNING, "{{node}} ({{platform}})")],
+    )
+
+
+def read_per_job() -> timeseries.Panel:
+    """Each running job's share of its node's storage reads (also on "Storage arrays")."""
+    return timeseries_panel(
+        "Storage read per running job",
+        "The node's job read rate divided by its running jobs: each reader's share of the storage. It falls as "
+        "1/N once the storage is saturated.",
+        "Bps",
+        [target(f"{per_node_rate(JOB['read'])} / clamp_min({RUNNING}, 1)", "{{node}}")],
+    )
 
 
 def build() -> dashboard.Dashboard:
@@ -44,23 +65,8 @@ def build() -> dashboard.Dashboard:
             ],
         )
     )
-    d = d.with_panel(
-        timeseries_panel(
-            "Concurrent jobs",
-            "Jobs running on each node: a storm of N readers shows as N.",
-            "short",
-            [target(RUNNING, "{{node}} ({{platform}})")],
-        )
-    )
-    d = d.with_panel(
-        timeseries_panel(
-            "Storage read per running job",
-            "The node's job read rate divided by its running jobs: each reader's share of the storage. It falls as "
-            "1/N once the storage is saturated.",
-            "Bps",
-            [target(f"{per_node_rate(JOB['read'])} / clamp_min({RUNNING}, 1)", "{{node}}")],
-        )
-    )
+    d = d.with_panel(concurrent_jobs())
+    d = d.with_panel(read_per_job())
     d = d.with_panel(
         timeseries_panel(
             "CPU efficiency per running job",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from dashboards import virtual_nodes
+from dashboards import storage_arrays, virtual_nodes
 from dashboards.__main__ import BUILDERS, GENERATED, render
 from dashboards.queries import check_dashboards, expand, panel_queries, template_values
 from testbed.model import Comparison, NodeResult
@@ -26,6 +27,7 @@ from tests.unit.test_report import T0
 
 REPO = Path(__file__).resolve().parents[2]
 VIRSH = REPO / "tests" / "fixtures" / "virsh"
+STORAGE = REPO / "tests" / "fixtures" / "storage"
 NODES = ["platform", "node"]
 FILTERS = {  # each dashboard's variables besides $datasource
     "magellan-platform-comparison": NODES,
@@ -34,6 +36,7 @@ FILTERS = {  # each dashboard's variables besides $datasource
     "magellan-cluster-health": NODES,
     "magellan-accounting": ["account", "user", "partition"],
     "magellan-campaign-history": ["group", "workload", *NODES],
+    "magellan-storage-arrays": NODES,
 }
 
 
@@ -195,3 +198,64 @@ def test_virtual_nodes_queries_answer_from_the_exporter_and_the_comparison(
     # virtual simulate events/s over the fastest bare-metal node's, whichever node the comparison took as reference
     ratio = values("Simulate speed of virtual nodes relative to bare metal A", "node")
     assert ratio == pytest.approx({"vm-tcg": 0.25, "vm-kvm": 0.95})
+
+
+@pytest.fixture
+def storage_exporter(tmp_path: Path) -> Iterator[str]:
+    """host:port of the real magellan-storage-exporter on procfs's recorded mdstat (md6 recovering, md7 degraded and
+    idle, md127 clean) and the md links of that tree (md127 root, md7 hdd, md6 ssd); its diskstats with a line for each
+    of these arrays added (synthetic figures: the recorded file has no md device)."""
+    tree = tmp_path / "tree"
+    shutil.copytree(STORAGE / "procfs", tree, symlinks=True)
+    with (tree / "proc" / "diskstats").open("a") as f:
+        for minor, name in ((127, "md127"), (7, "md7"), (6, "md6")):
+            f.write(f"   9 {minor:>7} {name} 100 0 800 50 10 0 80 20 0 60 70 0 0 0 0 0 0\n")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exporters.storage", f"--web.listen-address=127.0.0.1:{port}", "--node.name=storage1",
+         f"--path.procfs={tree / 'proc'}", f"--path.sysfs={tree / 'sys'}", "--no-collector.smart",
+         f"--collector.md.links-directory={tree / 'dev' / 'md'}"],
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_storage_arrays_queries_answer_from_the_exporter(
+    live_prometheus: Callable[[list[str]], PromClient], storage_exporter: str
+) -> None:
+    """Every query of "Storage arrays" on the storage exporter's series answers on a real Prometheus, named by array,
+    and a sync figure is the running sync's, or 0 for an array without one (not "No data"). The readers' panels are
+    storage_concurrency's; the catalogue's series come from role storage_array's textfile."""
+    prom = live_prometheus([storage_exporter])
+    dash = json.loads(render(storage_arrays.build)[1])
+    queries = {
+        f"{q.panel} {q.ref_id}": expand(q.expr, template_values(dash))
+        for q in panel_queries(dash)
+        if "magellan_storage_md_" in q.expr or "magellan_storage_disk_" in q.expr
+    }
+    assert len(queries) == 22
+    deadline = time.monotonic() + 30
+    while empty := [name for name, expr in queries.items() if not prom.query(expr)]:  # rates need two scrapes
+        assert time.monotonic() < deadline, f"no data for {empty}"
+        time.sleep(1)
+
+    def values(panel: str) -> dict[str, float]:
+        return {s.labels["device"]: s.value for s in prom.query(queries[panel])}
+
+    named = {(s.labels["device"], s.labels.get("array", "")) for s in prom.query(queries["Degraded members A"])}
+    assert {("md6", "ssd"), ("md7", "hdd"), ("md127", "root"), ("md42", "")} <= named
+    eta = values("Sync and rebuild time remaining (ETA) A")
+    assert (eta["md6"], eta["md42"], eta["md7"], eta["md127"]) == (1020.0, 112086.0, 0.0, 0.0)  # idle: 0, not absent
+    progress = values("Sync and rebuild progress A")
+    assert (progress["md6"], progress["md7"], progress["md127"]) == (16775552 / 195310144, 0.0, 0.0)
+    speed = values("Sync and rebuild speed A")
+    assert (speed["md6"], speed["md7"]) == (259783 * 1024, 0.0)
+    assert (values("Degraded members A")["md7"], values("Degraded members A")["md127"]) == (1.0, 0.0)
+    assert values("Failed members A")["md7"] == 1.0
+    actions = {s.labels["device"]: s.labels["action"] for s in prom.query(queries["Sync action A"])}
+    assert (actions["md6"], actions["md7"], actions["md42"]) == ("recover", "idle", "reshape")
+    assert set(values("Throughput per array A")) == {"md6", "md7", "md127"}  # the md devices of diskstats
+    assert values("Queue depth per array A") == {"md6": 0.0, "md7": 0.0, "md127": 0.0}  # fixed counters: no I/O
+    assert not {"md6", "md7", "md127"} & set(values("Throughput per device A"))

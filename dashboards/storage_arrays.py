@@ -1,0 +1,192 @@
+""" "Storage arrays": the storage nodes' md arrays and their devices — what they deliver, their state and rebuilds, and
+who reads them.
+
+The array series are magellan-storage-exporter's (exporters/storage*.py own their names; the lint checks each one
+against its golden exposition): per md device, joined with magellan_storage_md_info for the array's md name (label
+array), the name the catalogue's series carry. A sync figure exists only while a sync runs: those queries fall back
+to 0 for every array (`or on(node, device) 0 * md_info`), so that an idle, clean site shows 0, not "No data".
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard, timeseries
+
+from dashboards.common import (
+    RATE,
+    SELECTOR,
+    magellan_dashboard,
+    stat_panel,
+    target,
+    timeseries_panel,
+)
+from dashboards.storage_concurrency import concurrent_jobs, read_per_job
+
+UID = "magellan-storage-arrays"
+MD = "magellan_storage_md_"
+DISK = "magellan_storage_disk_"
+MD_INFO = f"{MD}info{{{SELECTOR}}}"
+MEMBERS = f'{SELECTOR}, device!~"md.+"'  # the storage nodes' other block devices: the arrays' members among them
+ARRAY = "{{array}} ({{node}} {{device}})"
+
+
+def per_array(expr: str) -> str:
+    """expr (one series per node and md device) labelled with the array's md name."""
+    return f"({expr}) * on(node, device) group_left(array) {MD_INFO}"
+
+
+def or_idle(expr: str) -> str:
+    """expr, or 0 for each array that has no such series (a sync figure while no sync runs)."""
+    return f"{expr} or on(node, device) 0 * {MD_INFO}"
+
+
+def device_rate(metric: str, matchers: str) -> str:
+    return f"sum by (node, device) (rate({metric}{{{matchers}}}[{RATE}]))"
+
+
+def io_figures(matchers: str, label: str, by_array: bool) -> list[timeseries.Panel]:
+    """Throughput, IOPS, time-weighted latency and queue depth of the devices `matchers` selects (diskstats)."""
+
+    def q(expr: str) -> str:
+        return per_array(expr) if by_array else expr
+
+    legend = ARRAY if by_array else "{{node}} {{device}}"
+
+    def rate(name: str) -> str:
+        return device_rate(f"{DISK}{name}", matchers)
+
+    def latency(time: str, ops: str) -> str:
+        return f"{rate(time)} / {rate(ops)}"
+
+    return [
+        timeseries_panel(
+            f"Throughput per {label}",
+            f"Bytes per second each {label} read and wrote (/proc/diskstats). An array's figure is what its file "
+            "system asked of md; its members' add up to more when md writes parity or mirror copies.",
+            "Bps",
+            [
+                target(q(rate("read_bytes_total")), f"{legend} read", "A"),
+                target(q(rate("written_bytes_total")), f"{legend} write", "B"),
+            ],
+        ),
+        timeseries_panel(
+            f"IOPS per {label}",
+            f"Reads and writes completed per second by each {label}.",
+            "iops",
+            [
+                target(q(rate("reads_completed_total")), f"{legend} read", "A"),
+                target(q(rate("writes_completed_total")), f"{legend} write", "B"),
+            ],
+        ),
+        timeseries_panel(
+            f"Average latency per {label}",
+            "Time a read (a write) took on average over the window, queueing included: the rate of the time all "
+            "reads took divided by the rate of reads, so every request weighs the same. No value while the device "
+            "does no I/O of that kind.",
+            "s",
+            [
+                target(q(latency("read_time_seconds_total", "reads_completed_total")), f"{legend} read", "A"),
+                target(q(latency("write_time_seconds_total", "writes_completed_total")), f"{legend} write", "B"),
+            ],
+        ),
+        timeseries_panel(
+            f"Queue depth per {label}",
+            "Average number of requests in progress over the window: the rate of the time integral of the requests "
+            "in flight (diskstats' weighted I/O time). A device kept busy by N readers shows about N.",
+            "short",
+            [target(q(rate("io_time_weighted_seconds_total")), legend)],
+        ),
+    ]
+
+
+def build() -> dashboard.Dashboard:
+    d = magellan_dashboard(
+        "Storage arrays",
+        UID,
+        "The storage nodes' md arrays (magellan-storage-exporter) and their devices: state, degraded members and "
+        "rebuilds with their ETA; throughput, IOPS, latency and queue depth per array and device; the jobs reading "
+        "them. The node filter holds the storage nodes and the nodes whose jobs read them.",
+        "storage",
+        "up",
+    )
+    d = d.with_row(dashboard.Row("Arrays: state and rebuilds"))
+    d = d.with_panel(
+        stat_panel(
+            "Array state",
+            "Each array's state as md reports it (md/array_state), in the series' name: clean or active when it "
+            "runs (a degraded array too: see the next panels), inactive, readonly, read-auto, broken otherwise.",
+            "short",
+            [target(per_array(f"{MD}state{{{SELECTOR}}}"), "{{array}} ({{device}}): {{state}}")],
+        )
+    )
+    d = d.with_panel(
+        stat_panel(
+            "Degraded members",
+            "Slots of each array without an in-sync member (md/degraded): a failed or missing disk, or one still "
+            "rebuilding. 0 is good; a RAID 6 survives 2, a RAID 5 or mirror 1.",
+            "short",
+            [target(per_array(f"{MD}degraded_disks{{{SELECTOR}}}"), ARRAY)],
+        )
+    )
+    d = d.with_panel(
+        stat_panel(
+            "Failed members",
+            "Members md marks faulty (md/dev-*/state): disks to replace. 0 is good.",
+            "short",
+            [target(per_array(f'{MD}disks{{state="failed", {SELECTOR}}}'), ARRAY)],
+        )
+    )
+    d = d.with_panel(
+        stat_panel(
+            "Sync action",
+            "What md is doing on each redundant array (md/sync_action): idle, resync, recover (a rebuild onto a "
+            "replacement), check, repair, reshape; a sync waiting to start is the action it waits for.",
+            "short",
+            [target(per_array(f"{MD}sync_action{{{SELECTOR}}}"), "{{array}} ({{device}}): {{action}}")],
+        )
+    )
+    d = d.with_panel(
+        timeseries_panel(
+            "Members by state",
+            "Member disks of each array: active (in sync), failed, spare (a rebuilding member counts as a spare "
+            "until it is in sync).",
+            "short",
+            [target(per_array(f"{MD}disks{{{SELECTOR}}}"), "{{array}} {{state}}")],
+        )
+    )
+    d = d.with_panel(
+        timeseries_panel(
+            "Sync and rebuild progress",
+            "Done part of the running sync (resync, rebuild, check, reshape), 0 to 1, counted in sectors of a "
+            "member (not mdstat's blocks divided by the array's size). 0 while no sync runs.",
+            "percentunit",
+            [target(per_array(or_idle(f"{MD}sync_progress_ratio{{{SELECTOR}}}")), ARRAY)],
+        )
+    )
+    d = d.with_panel(
+        timeseries_panel(
+            "Sync and rebuild speed",
+            "Speed of the running sync (md/sync_speed, per member; md holds it under md/sync_speed_max, and above "
+            "md/sync_speed_min whatever the other I/O). 0 while no sync runs.",
+            "Bps",
+            [target(per_array(or_idle(f"{MD}sync_speed_bytes_per_second{{{SELECTOR}}}")), ARRAY)],
+        )
+    )
+    d = d.with_panel(
+        timeseries_panel(
+            "Sync and rebuild time remaining (ETA)",
+            "Time the running sync needs at its current speed (sectors left / md/sync_speed, else mdstat's "
+            "finish=): how long a rebuilding array stays exposed to a further failure. 0 while no sync runs.",
+            "s",
+            [target(per_array(or_idle(f"{MD}sync_remaining_seconds{{{SELECTOR}}}")), ARRAY)],
+        )
+    )
+    d = d.with_row(dashboard.Row("Arrays: throughput, IOPS, latency, queue depth"))
+    for panel in io_figures(f'{SELECTOR}, device=~"md.+"', "array", by_array=True):
+        d = d.with_panel(panel)
+    d = d.with_row(dashboard.Row("Devices of the storage nodes (the arrays' members)"))
+    for panel in io_figures(MEMBERS, "device", by_array=False):
+        d = d.with_panel(panel)
+    d = d.with_row(dashboard.Row("Readers: the jobs and their share"))
+    d = d.with_panel(concurrent_jobs())
+    d = d.with_panel(read_per_job())
+    return d
