@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -16,7 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from dashboards import lint as dashboards_lint
 from magellan import contract
 from magellan.contract import ContractError, JobSpec
-from testbed import accounting, analysis, arrays, compare, grafana, pages, panels, report
+from testbed import accounting, analysis, arrays, compare, drill, grafana, pages, panels, report
 from testbed.campaign import Campaign, Observer
 from testbed.compare import Plan
 from testbed.inventory import Inventory, InventoryError, load_inventory
@@ -196,6 +197,7 @@ def _parser() -> argparse.ArgumentParser:
     ar.add_argument("--until", type=_utc, metavar="TIME", help="end: a time (ISO 8601; default: now)")
     ar.add_argument("--csv", type=Path, metavar="FILE", help="also write the rows as CSV (hours and bytes)")
     _arrays_parser(sub)
+    _drill_parser(sub)
     return p
 
 
@@ -220,6 +222,72 @@ def _arrays(args: argparse.Namespace, console: Console) -> int:
             found += arrays.measure(inventory, host, progress=status.update)
     console.print(arrays.table(found))
     return 0
+
+
+def _drill_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dr = sub.add_parser(
+        "drill",
+        help="pull a member of a storage array, rebuild it idle and under readers, verify every checksum, check the "
+        "alert (playbooks/drill_disk_failure.yml)",
+    )
+    dr.add_argument("--inventory", type=Path, default=INVENTORY)
+    dr.add_argument("--node", help="the storage node (default: the inventory's group storage_nodes, one host)")
+    dr.add_argument("--array", default="ssd", help="the array (default: %(default)s, whose rebuild is the fastest)")
+    dr.add_argument("--member", default="", help="the member to pull, a path of its members (default: the last)")
+    dr.add_argument("--data-mib", type=int, default=128, help="MiB of checksummed data (default: %(default)s)")
+    dr.add_argument("--readers", type=int, default=4, help="readers during the loaded rebuild (default: %(default)s)")
+    dr.add_argument(
+        "--loads",
+        type=lambda text: _names(text, drill.LOADS),
+        default=list(drill.LOADS),
+        help="the rebuilds, in order: idle, readers (default: both)",
+    )
+    dr.add_argument(
+        "--capacity-tb",
+        type=float,
+        help="a real member's capacity for the exposure window (default: the catalogue's, of the array's model; "
+        f"{drill.DEFAULT_CAPACITY_TB:g} when it names none)",
+    )
+    dr.add_argument("--result", type=Path, default=REPO / ".testbed" / "drill" / "result.json")
+    dr.add_argument("--no-alert", action="store_true", help="do not look the alert up on Prometheus")
+    add_prometheus_arguments(dr)
+
+
+def _drill(args: argparse.Namespace, console: Console) -> int:
+    inventory = load_inventory(args.inventory)
+    extra = {
+        "drill_array": args.array,
+        "drill_member": args.member,
+        "drill_data_mib": args.data_mib,
+        "drill_readers": args.readers,
+        "drill_loads": args.loads,
+        "drill_result": str(args.result.resolve()),
+    }
+    if args.node:
+        extra["drill_node"] = args.node
+    log = args.result.with_suffix(".log")
+    if args.result.exists():
+        args.result.unlink()  # a result is this run's or none
+    with console.status(f"drilling array {args.array}: pull, degrade, rebuild {' then '.join(args.loads)} (log {log})"):
+        status = drill.run_playbook(str(args.inventory), extra, log)
+    if status != 0 or not args.result.exists():
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+        console.print(tail, markup=False, highlight=False)
+        console.print(f"[red]the drill failed[/] (exit {status}); its log: {log}")
+        return 1
+    result = json.loads(args.result.read_text())
+    capacity, source = drill.capacity(result, args.capacity_tb)
+    delays, unchecked = None, ""
+    if not args.no_alert:
+        try:
+            delays = drill.alert_delays(prometheus_client(args, inventory, timeout=10.0), result)
+        except PromError as exc:
+            unchecked = str(exc)
+    console.print(drill.table(result, capacity, source, delays))
+    console.print(f"Result written to [bold]{args.result}[/]")
+    if unchecked:
+        console.print(f"[red]the alert could not be looked up:[/] {unchecked}", highlight=False)
+    return 0 if drill.passed(result, delays) and not unchecked else 1
 
 
 def _since(text: str) -> datetime:
@@ -499,9 +567,13 @@ def main(argv: list[str] | None = None) -> int:
     # A report table is wide: do not squeeze it into 80 columns when the output is a pipe or a CI log.
     console = Console(width=None if sys.stdout.isatty() else 200)
     try:
-        run = {"report": _report, "dashboards": _dashboards, "accounting": _accounting, "arrays": _arrays}.get(
-            args.command, _compare
-        )
+        run = {
+            "report": _report,
+            "dashboards": _dashboards,
+            "accounting": _accounting,
+            "arrays": _arrays,
+            "drill": _drill,
+        }.get(args.command, _compare)
         return run(args, console)
     except (
         InventoryError,
@@ -512,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         accounting.AccountingError,
         pages.RenderError,
         arrays.ArraysError,
+        drill.DrillError,
     ) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 1

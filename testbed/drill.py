@@ -1,0 +1,332 @@
+"""The disk-failure drill's figures (playbooks/drill_disk_failure.yml, `testbed drill`): what the node recorded, turned
+into rebuild times and rates, the exposure window of a real disk, and whether the alert fired.
+
+The playbook records raw: md's sysfs files (sync_action, sync_completed, sync_speed, degraded, array_state) sampled on
+the storage node every half second, each phase's times on the node's clock (the sampler's), the readers' counts and
+the checksums. `summarize(raw)` (also the playbook's filter drill_disk_failure_summary) turns them into the result:
+- degraded at: the first sample of the phase with md/degraded > 0 (the member is gone);
+- rebuild: from the first sample md recovers in to the first after it that is idle with degraded 0. Its rate is the
+  member's size (sync_completed's total, 512-byte sectors per member for a recovery) over that time; md's own
+  sync_speed (KiB/s, averaged by md over its last few seconds) is reported beside it, mean and peak;
+- time degraded: from degraded at to clean again (pull, detection, the replacement's attach, the rebuild);
+- exposure window at a real disk: a real member of the catalogue's capacity rebuilt at the measured rate. Not scaled:
+  the time to notice and to fit the replacement (a site's process, minutes to days).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from exporters.storage_parsers import (
+    SECTOR,
+    ParseError,
+    parse_array_state,
+    parse_sync_action,
+    parse_sync_completed,
+    parse_sync_speed,
+    parse_sysfs_count,
+)
+from testbed.inventory import REPO, ansible_command, ansible_env
+
+KIB = 1024
+TB = 1e12  # a catalogue terabyte (10^12 bytes, as disks are sold)
+ALERT = "MagellanArrayDegraded"  # roles/prometheus/files/magellan.rules.yml: magellan_storage_md_degraded_disks > 0
+LOADS = ("idle", "readers")  # a rebuild with nothing else on the array, and one under a storm of readers
+DEFAULT_CAPACITY_TB = 16.0  # the exposure window's capacity when the array names no catalogue model
+
+
+class DrillError(ValueError):
+    """The drill's record lacks what a figure needs; the message says which phase and what."""
+
+
+@dataclass(frozen=True)
+class MdSample:
+    """One reading of /sys/block/mdX/md on the node's clock; None where the file could not be read or parsed."""
+
+    t: float
+    action: str | None
+    done_sectors: int | None
+    total_sectors: int | None
+    speed_kib: int | None
+    degraded: int | None
+    array_state: str | None
+
+
+def _parsed(parse: Any, text: Any) -> Any:
+    if not isinstance(text, str):
+        return None
+    try:
+        return parse(text)
+    except ParseError:
+        return None
+
+
+def parse_sample(row: Mapping[str, Any] | str) -> MdSample:
+    """A sampler line (JSON: t and the raw text of each sysfs file) parsed with the storage exporter's parsers."""
+    if isinstance(row, str):
+        row = json.loads(row)
+    if not isinstance(row, Mapping) or not isinstance(row.get("t"), int | float):
+        raise DrillError(f"not a sampler line: {row!r:.200}")
+    completed = _parsed(parse_sync_completed, row.get("sync_completed"))
+    return MdSample(
+        t=float(row["t"]),
+        action=_parsed(parse_sync_action, row.get("sync_action")),
+        done_sectors=completed.done if completed else None,
+        total_sectors=completed.total if completed else None,
+        speed_kib=_parsed(parse_sync_speed, row.get("sync_speed")),
+        degraded=_parsed(parse_sysfs_count, row.get("degraded")),
+        array_state=_parsed(parse_array_state, row.get("array_state")),
+    )
+
+
+def parse_samples(lines: Iterable[str]) -> list[MdSample]:
+    """Every well-formed sampler line, in time order (a line cut short by the sampler's stop is skipped)."""
+    samples = []
+    for line in lines:
+        if line.strip():
+            try:
+                samples.append(parse_sample(line))
+            except (DrillError, ValueError):
+                continue
+    return sorted(samples, key=lambda s: s.t)
+
+
+@dataclass(frozen=True)
+class Rebuild:
+    """One phase of the drill: a member pulled, replaced and rebuilt, with or without readers."""
+
+    load: str
+    degraded_at: float  # node clock
+    recovery_started: float
+    clean_at: float
+    member_bytes: int
+    md_speed_mean: float  # bytes/s, md's sync_speed over the recovery's samples
+    md_speed_peak: float
+    samples: int  # samples taken while md recovered
+
+    @property
+    def seconds(self) -> float:
+        return self.clean_at - self.recovery_started
+
+    @property
+    def rate(self) -> float:
+        """Bytes/s of the rebuild: the member's size over the time md recovered."""
+        return self.member_bytes / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def degraded_seconds(self) -> float:
+        return self.clean_at - self.degraded_at
+
+
+def rebuild(samples: Sequence[MdSample], load: str, start: float, end: float) -> Rebuild:
+    """The rebuild of one phase from the samples taken between start and end (node clock)."""
+    phase = [s for s in samples if start <= s.t <= end]
+    degraded = next((s for s in phase if s.degraded), None)
+    if degraded is None:
+        raise DrillError(f"{load}: no sample between {start:.1f} and {end:.1f} saw the array degraded")
+    recovering = [s for s in phase if s.t >= degraded.t and s.action == "recover"]
+    if not recovering:
+        raise DrillError(f"{load}: md never showed sync_action 'recover' after the member was added")
+    first = recovering[0]
+    clean = next((s for s in phase if s.t > first.t and s.action == "idle" and s.degraded == 0), None)
+    if clean is None:
+        raise DrillError(f"{load}: the array was not idle and whole again by {end:.1f}")
+    during = [s for s in phase if first.t <= s.t < clean.t]
+    totals = [s.total_sectors for s in during if s.total_sectors]
+    if not totals:
+        raise DrillError(f"{load}: no sync_completed 'done / total' while md recovered")
+    speeds = [s.speed_kib * KIB for s in during if s.speed_kib is not None]
+    return Rebuild(
+        load=load,
+        degraded_at=degraded.t,
+        recovery_started=first.t,
+        clean_at=clean.t,
+        member_bytes=max(totals) * SECTOR,
+        md_speed_mean=sum(speeds) / len(speeds) if speeds else 0.0,
+        md_speed_peak=max(speeds, default=0.0),
+        samples=len(during),
+    )
+
+
+def exposure_seconds(capacity_tb: float, rate: float) -> float:
+    """Seconds a real member of capacity_tb (10^12 bytes) takes to rebuild at rate bytes/s."""
+    if capacity_tb <= 0 or rate <= 0:
+        raise DrillError(f"an exposure window needs a capacity and a rate above 0 (got {capacity_tb} TB, {rate} B/s)")
+    return capacity_tb * TB / rate
+
+
+def readers_rate(lines: Iterable[str]) -> dict[str, Any]:
+    """The readers' lines of one phase: their count, bytes, errors and aggregate rate (bytes/s, over the longest)."""
+    rows = []
+    for line in lines:
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    seconds = max((float(r.get("seconds", 0)) for r in rows), default=0.0)
+    total = sum(int(r.get("bytes", 0)) for r in rows)
+    return {
+        "readers": len(rows),
+        "bytes": total,
+        "errors": sum(int(r.get("error_count", 0)) for r in rows),
+        "seconds": seconds,
+        "rate": total / seconds if seconds > 0 else 0.0,
+    }
+
+
+def _phase(samples: Sequence[MdSample], raw: Mapping[str, Any], capacity_tb: float | None) -> dict[str, Any]:
+    load = str(raw["load"])
+    r = rebuild(samples, load, float(raw["start"]), float(raw["end"]))
+    added = float(raw["added"])
+    return {
+        "load": load,
+        "degraded_at": r.degraded_at,
+        "added_at": added,
+        "recovery_started": r.recovery_started,
+        "clean_at": r.clean_at,
+        "rebuild_seconds": r.seconds,
+        "rebuild_wall_seconds": r.clean_at - added,  # from mdadm --add to whole again
+        "rebuild_bytes": r.member_bytes,
+        "rebuild_rate": r.rate,
+        "md_speed_mean": r.md_speed_mean,
+        "md_speed_peak": r.md_speed_peak,
+        "samples": r.samples,
+        "degraded_seconds": r.degraded_seconds,
+        "exposure_seconds": exposure_seconds(capacity_tb, r.rate) if capacity_tb else None,
+        "readers": readers_rate(raw.get("readers") or []),
+        "verify_degraded": raw.get("verify_degraded"),
+        "controller_degraded": raw.get("controller_degraded"),
+        "controller_clean": raw.get("controller_clean"),
+    }
+
+
+def summarize(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The drill's result from the playbook's record (module docstring: what each figure is)."""
+    samples = parse_samples(raw.get("samples") or [])
+    capacity = raw.get("capacity_tb")
+    capacity_tb = float(capacity) if isinstance(capacity, int | float) and not isinstance(capacity, bool) else None
+    phases = [_phase(samples, p, capacity_tb) for p in raw.get("phases") or []]
+    if not phases:
+        raise DrillError("the drill recorded no phase (no member was pulled)")
+    final = raw.get("verify") or {}
+    written = int((raw.get("data") or {}).get("bytes", 0))
+    verified = int(final.get("bytes", 0))
+    result = {k: raw.get(k) for k in ("node", "array", "member", "disk", "pull", "hypervisor", "accel", "model",
+                                      "device", "sync_speed_min_kib", "started", "finished")}  # fmt: skip
+    result.update(
+        capacity_tb=capacity_tb,
+        data_bytes=written,
+        data_files=int((raw.get("data") or {}).get("files", 0)),
+        bytes_verified=verified,
+        bad_files=final.get("bad", []),
+        bytes_lost=written - verified,
+        phases=phases,
+        members_after=raw.get("members_after"),
+        clean_after=bool(raw.get("clean_after")),
+    )
+    return result
+
+
+def alert_fired(prom: Any, node: str, start: float, end: float, step: float = 1.0) -> float | None:
+    """When MagellanArrayDegraded first fired for node between start and end (controller clock, epoch s); None
+    when it did not. prom: a testbed.prom.PromClient."""
+    expr = f'ALERTS{{alertname="{ALERT}",alertstate="firing",node="{node}"}}'
+    found = [s.timestamp for s in prom.query_range(expr, start, end, step) if s.value > 0]
+    return min(found) if found else None
+
+
+def capacity(result: Mapping[str, Any], given: float | None) -> tuple[float, str]:
+    """The real member's capacity for the exposure window, and where it comes from: the one given, else the
+    catalogue's for the array's model (the playbook records it), else DEFAULT_CAPACITY_TB."""
+    if given is not None:
+        if given <= 0:
+            raise DrillError(f"--capacity-tb {given}: give a capacity above 0")
+        return given, "as given"
+    if result.get("capacity_tb"):
+        return float(result["capacity_tb"]), f"catalogue model {result.get('model')}"
+    return DEFAULT_CAPACITY_TB, f"the array names no catalogue model: {DEFAULT_CAPACITY_TB:g} TB assumed"
+
+
+def duration(seconds: float | None) -> str:
+    """A duration in words a reader takes in at once: 42 s, 3.5 min, 6.1 h, 2.3 d."""
+    if seconds is None:
+        return "n/a"
+    for limit, unit, div in ((120, "s", 1), (7200, "min", 60), (172800, "h", 3600)):
+        if seconds < limit:
+            return f"{seconds / div:.0f} {unit}" if unit == "s" else f"{seconds / div:.1f} {unit}"
+    return f"{seconds / 86400:.1f} d"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Running the drill and showing its result (`testbed drill`)
+
+PLAYBOOK = "drill_disk_failure.yml"
+ALERT_DELAY = 45.0  # s after a window an alert may still first fire: a scrape (5 s) and a rule evaluation (15 s) late
+
+
+def run_playbook(inventory: str, extra: Mapping[str, Any], log: Path) -> int:
+    """playbooks/drill_disk_failure.yml with these variables; its output to log (a path). The exit status."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [ansible_command("ansible-playbook"), "-i", inventory, str(REPO / "playbooks" / PLAYBOOK)]
+    cmd += ["-e", json.dumps(dict(extra))]
+    env = ansible_env() | {"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+    env.setdefault("CONTAINERS_CONF", str(REPO / "files" / "containers.conf"))
+    with log.open("w") as out:
+        return subprocess.run(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+
+
+def alert_delays(prom: Any, result: Mapping[str, Any]) -> list[float | None]:
+    """Per phase: seconds from the member's pull to MagellanArrayDegraded firing (controller clock), None if it did
+    not fire while the array was degraded."""
+    delays: list[float | None] = []
+    for p in result["phases"]:
+        start, end = p.get("controller_degraded"), p.get("controller_clean")
+        if not isinstance(start, int | float) or not isinstance(end, int | float):
+            delays.append(None)
+            continue
+        fired = alert_fired(prom, str(result["node"]), float(start), float(end) + ALERT_DELAY)
+        delays.append(None if fired is None or fired > end + ALERT_DELAY else fired - float(start))
+    return delays
+
+
+def passed(result: Mapping[str, Any], delays: Sequence[float | None] | None) -> bool:
+    """0 bytes lost, the array whole afterwards, every rebuild measured, and (when looked up) the alert fired."""
+    ok = result["bytes_lost"] == 0 and not result["bad_files"] and bool(result["clean_after"])
+    ok = ok and all(p["rebuild_seconds"] > 0 and p["rebuild_rate"] > 0 for p in result["phases"])
+    return ok and (delays is None or any(d is not None for d in delays))
+
+
+def table(result: Mapping[str, Any], capacity_tb: float, capacity_from: str, delays: Sequence[Any] | None) -> Table:
+    """The drill's result as a rich table, a row per rebuild."""
+    mib = float(1 << 20)
+    t = Table(
+        title=f"Disk failure drill: array {result['array']} on {result['node']}, member "
+        f"{result['disk'] or result['member']} pulled ({result['pull']}), accel {result['accel']}",
+        caption=f"{result['bytes_verified'] / mib:.0f} MiB verified, {result['bytes_lost']} bytes lost; "
+        f"exposure: a {capacity_tb:g}-TB member ({capacity_from}) rebuilt at the measured rate; md's rebuild floor "
+        f"{result.get('sync_speed_min_kib') or 'the system'} KiB/s",
+    )
+    for name in ("rebuild", "time degraded", "rebuild time", "rebuild MiB/s", "md sync_speed MiB/s (mean/peak)",
+                 "readers MiB/s (errors)", "exposure at real capacity", "alert fired after"):  # fmt: skip
+        t.add_column(name, justify="left" if name == "rebuild" else "right")
+    for i, p in enumerate(result["phases"]):
+        readers = p["readers"]
+        delay = delays[i] if delays is not None else None
+        t.add_row(
+            "idle" if p["load"] == "idle" else f"under {readers['readers']} readers",
+            duration(p["degraded_seconds"]),
+            f"{p['rebuild_seconds']:.1f} s",
+            f"{p['rebuild_rate'] / mib:.1f}",
+            f"{p['md_speed_mean'] / mib:.1f} / {p['md_speed_peak'] / mib:.1f}",
+            f"{readers['rate'] / mib:.1f} ({readers['errors']})" if readers["readers"] else "-",
+            duration(exposure_seconds(capacity_tb, p["rebuild_rate"])),
+            "not checked" if delays is None else ("[red]did not fire[/]" if delay is None else f"{delay:.0f} s"),
+        )
+    return t
