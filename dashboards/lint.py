@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from exporters import accounting
 from testbed.model import Comparison, NodeResult
 from testbed.results import exposition
+from testbed.storage import DeviceModel, array_economics, catalogue_exposition
 
 REPO = Path(__file__).resolve().parent.parent
 GENERATED = Path(__file__).resolve().parent / "generated"
@@ -272,6 +273,13 @@ def _comparison_exposition() -> str:
     return exposition(Comparison("simulate", {"run_id": "cmp-lint"}, "a", t0, t0, nodes), tolerance_pct=15.0)
 
 
+def _catalogue_exposition() -> str:
+    """What role storage_array writes to node_exporter's textfile directory for a priced array (its filter plugin
+    calls testbed.storage.catalogue_exposition; the figures here are made up, the names are the point)."""
+    model = DeviceModel("lint-hdd", "hdd", 16.0, 9.0, 5.0, 1.0, 15.0, "2026-01")
+    return catalogue_exposition("storage1", "unknown", [("hdd", array_economics(6, 4, 0, model, 5.0, 0.25))])
+
+
 def emitted_metrics() -> dict[str, str]:
     """Every series name our side emits -> where it was found."""
     sources = {
@@ -285,6 +293,7 @@ def emitted_metrics() -> dict[str, str]:
         "tests/fixtures/mariadb/golden.prom": (FIXTURES / "mariadb" / "golden.prom").read_text(),
         "exporters/accounting.py on tests/fixtures/sacct/captured-22.05.txt and sinfo/": _accounting_exposition(),
         "testbed/results.py exposition()": _comparison_exposition(),
+        "testbed/storage.py catalogue_exposition() (role storage_array's textfile)": _catalogue_exposition(),
     }
     return {name: where for where, text in sources.items() for name in sorted(exposition_metrics(text))}
 

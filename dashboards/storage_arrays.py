@@ -1,5 +1,5 @@
-""" "Storage arrays": the storage nodes' md arrays and their devices — what they deliver, their state and rebuilds, and
-who reads them.
+""" "Storage arrays": the storage nodes' md arrays and their devices — what they deliver, their state and rebuilds, who
+reads them, and what they cost (role storage_array's device catalogue, magellan.contract.STORAGE_CATALOGUE).
 
 The array series are magellan-storage-exporter's (exporters/storage*.py own their names; the lint checks each one
 against its golden exposition): per md device, joined with magellan_storage_md_info for the array's md name (label
@@ -9,7 +9,7 @@ to 0 for every array (`or on(node, device) 0 * md_info`), so that an idle, clean
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import dashboard, timeseries
+from grafana_foundation_sdk.builders import dashboard, stat, timeseries
 
 from dashboards.common import (
     RATE,
@@ -20,6 +20,7 @@ from dashboards.common import (
     timeseries_panel,
 )
 from dashboards.storage_concurrency import concurrent_jobs, read_per_job
+from magellan import contract
 
 UID = "magellan-storage-arrays"
 MD = "magellan_storage_md_"
@@ -27,6 +28,9 @@ DISK = "magellan_storage_disk_"
 MD_INFO = f"{MD}info{{{SELECTOR}}}"
 MEMBERS = f'{SELECTOR}, device!~"md.+"'  # the storage nodes' other block devices: the arrays' members among them
 ARRAY = "{{array}} ({{node}} {{device}})"
+CAT = contract.STORAGE_CATALOGUE
+CATALOGUE_LEGEND = "{{array}}: {{device_class}} {{model}}"
+USD = "currencyUSD"
 
 
 def per_array(expr: str) -> str:
@@ -98,13 +102,81 @@ def io_figures(matchers: str, label: str, by_array: bool) -> list[timeseries.Pan
     ]
 
 
+def catalogue(role: str) -> str:
+    """One catalogue series of the selected nodes, labelled with its array's model, device class and level."""
+    return f"{CAT[role]}{{{SELECTOR}}}"
+
+
+def with_model(expr: str) -> str:
+    """expr (per node and array) with the catalogue's model, device class and level of the array."""
+    return f"({expr}) * on(node, array) group_left(model, device_class, level) {catalogue('info')}"
+
+
+def per_tb(role: str) -> str:
+    """A catalogue figure per TB (10^12 bytes) usable."""
+    return f"{catalogue(role)} / on(node, array) group_left() {catalogue('usable')} * 1e12"
+
+
+def catalogue_panels() -> list[stat.Panel]:
+    return [
+        stat_panel(
+            "Price per TB usable",
+            "Purchase price of each array built of the catalogue model's real devices (members and spares, at the "
+            "catalogue's dated price) divided by its usable capacity: parity, mirrors and spares cost without "
+            "adding capacity.",
+            USD,
+            [target(with_model(per_tb("price")), CATALOGUE_LEGEND)],
+        ),
+        stat_panel(
+            "Power per TB usable",
+            "Watts of each array's devices by their datasheets, busy (active) and idle, per TB usable.",
+            "suffix: W/TB",
+            [target(with_model(per_tb("watts")), f"{CATALOGUE_LEGEND} {{{{state}}}}")],
+        ),
+        stat_panel(
+            "Expected failed disks per year",
+            "Devices of each array times the model's annualised failure rate (published fleet statistics): the "
+            "disks a site replaces a year, and the rebuilds it lives through.",
+            "short",
+            [target(with_model(catalogue("failures")), CATALOGUE_LEGEND)],
+        ),
+        stat_panel(
+            "Replacement cost per year",
+            "Expected failed devices a year times their price: what the failures cost in disks (labour not counted).",
+            USD,
+            [target(with_model(catalogue("replacement")), CATALOGUE_LEGEND)],
+        ),
+        stat_panel(
+            "Cost of ownership over the service life",
+            "Purchase price, the energy of running busy all the time and the expected replacements over the service "
+            "life (next panel). Enclosures, controllers, cooling and labour are not counted.",
+            USD,
+            [target(with_model(catalogue("tco")), CATALOGUE_LEGEND)],
+        ),
+        stat_panel(
+            "Cost of ownership per TB usable",
+            "The cost of ownership over the service life divided by the usable capacity: the figure to compare "
+            "arrays of different sizes by.",
+            USD,
+            [target(with_model(per_tb("tco")), CATALOGUE_LEGEND)],
+        ),
+        stat_panel(
+            "Service life",
+            "Years of service the cost of ownership counts energy and replacements for (role storage_array).",
+            "short",
+            [target(with_model(catalogue("life")), CATALOGUE_LEGEND)],
+        ),
+    ]
+
+
 def build() -> dashboard.Dashboard:
     d = magellan_dashboard(
         "Storage arrays",
         UID,
         "The storage nodes' md arrays (magellan-storage-exporter) and their devices: state, degraded members and "
         "rebuilds with their ETA; throughput, IOPS, latency and queue depth per array and device; the jobs reading "
-        "them. The node filter holds the storage nodes and the nodes whose jobs read them.",
+        "them; and each array's cost, power and failures from role storage_array's device catalogue. The node "
+        "filter holds the storage nodes and the nodes whose jobs read them.",
         "storage",
         "up",
     )
@@ -189,4 +261,7 @@ def build() -> dashboard.Dashboard:
     d = d.with_row(dashboard.Row("Readers: the jobs and their share"))
     d = d.with_panel(concurrent_jobs())
     d = d.with_panel(read_per_job())
+    d = d.with_row(dashboard.Row("Cost, power and reliability (role storage_array's device catalogue)"))
+    for cost in catalogue_panels():
+        d = d.with_panel(cost)
     return d

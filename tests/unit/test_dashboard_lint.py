@@ -120,7 +120,7 @@ def test_exposition_metrics_of_samples_types_and_templates() -> None:
 def test_emitted_metrics_hold_every_name_the_contract_owns() -> None:
     emitted = lint.emitted_metrics()
     owned = {*contract.JOB_METRICS.values(), contract.JOB_INFO, contract.NODE_PROFILE_CPUS}
-    owned |= {contract.NODE_PROFILE_READ_BPS, contract.NODE_VIRTUAL_INFO}
+    owned |= {contract.NODE_PROFILE_READ_BPS, contract.NODE_VIRTUAL_INFO, *contract.STORAGE_CATALOGUE.values()}
     for exporter in contract.EXPORTERS:
         owned |= {contract.exporter_up(exporter), contract.exporter_scrape_errors(exporter) + "_total"}
     assert owned <= set(emitted), owned - set(emitted)

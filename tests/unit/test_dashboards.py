@@ -22,6 +22,7 @@ from dashboards.queries import check_dashboards, expand, panel_queries, template
 from testbed.model import Comparison, NodeResult
 from testbed.prom import PromClient
 from testbed.results import exposition
+from testbed.storage import DeviceModel, Economics, array_economics, catalogue_exposition
 from tests.conftest import free_port
 from tests.unit.test_report import T0
 
@@ -200,6 +201,39 @@ def test_virtual_nodes_queries_answer_from_the_exporter_and_the_comparison(
     assert ratio == pytest.approx({"vm-tcg": 0.25, "vm-kvm": 0.95})
 
 
+def serve(body: bytes) -> Iterator[str]:
+    """host:port of an HTTP server answering every GET with `body` as a Prometheus text exposition."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+# Two arrays of role storage_array's catalogue on storage1 (made-up models: the arithmetic is testbed.storage's).
+HDD = DeviceModel("hdd-16tb", "hdd", 16.0, 9.0, 5.0, 1.5, 15.0, "2026-01")
+SSD = DeviceModel("ssd-3.84tb", "ssd", 3.84, 6.0, 1.5, 0.5, 60.0, "2026-01")
+PRICED = [("hdd", array_economics(6, 4, 0, HDD, 5.0, 0.25)), ("ssd", array_economics(6, 4, 1, SSD, 5.0, 0.25))]
+
+
+@pytest.fixture
+def catalogue_target() -> Iterator[str]:
+    """host:port serving the catalogue's textfile of PRICED as node_exporter would (its textfile collector)."""
+    yield from serve(catalogue_exposition("storage1", "unknown", PRICED).encode())
+
+
 @pytest.fixture
 def storage_exporter(tmp_path: Path) -> Iterator[str]:
     """host:port of the real magellan-storage-exporter on procfs's recorded mdstat (md6 recovering, md7 degraded and
@@ -223,19 +257,19 @@ def storage_exporter(tmp_path: Path) -> Iterator[str]:
 
 
 def test_storage_arrays_queries_answer_from_the_exporter(
-    live_prometheus: Callable[[list[str]], PromClient], storage_exporter: str
+    live_prometheus: Callable[[list[str]], PromClient], storage_exporter: str, catalogue_target: str
 ) -> None:
-    """Every query of "Storage arrays" on the storage exporter's series answers on a real Prometheus, named by array,
-    and a sync figure is the running sync's, or 0 for an array without one (not "No data"). The readers' panels are
-    storage_concurrency's; the catalogue's series come from role storage_array's textfile."""
-    prom = live_prometheus([storage_exporter])
+    """Every query of "Storage arrays" on the storage exporter's series and the catalogue's answers on a real
+    Prometheus, named by array; a sync figure is the running sync's, or 0 for an array without one (not "No data");
+    the catalogue's ratios are testbed.storage's. The readers' panels are storage_concurrency's."""
+    prom = live_prometheus([storage_exporter, catalogue_target])
     dash = json.loads(render(storage_arrays.build)[1])
     queries = {
         f"{q.panel} {q.ref_id}": expand(q.expr, template_values(dash))
         for q in panel_queries(dash)
-        if "magellan_storage_md_" in q.expr or "magellan_storage_disk_" in q.expr
+        if "magellan_storage_" in q.expr
     }
-    assert len(queries) == 22
+    assert len(queries) == 22 + 7
     deadline = time.monotonic() + 30
     while empty := [name for name, expr in queries.items() if not prom.query(expr)]:  # rates need two scrapes
         assert time.monotonic() < deadline, f"no data for {empty}"
@@ -259,3 +293,21 @@ def test_storage_arrays_queries_answer_from_the_exporter(
     assert set(values("Throughput per array A")) == {"md6", "md7", "md127"}  # the md devices of diskstats
     assert values("Queue depth per array A") == {"md6": 0.0, "md7": 0.0, "md127": 0.0}  # fixed counters: no I/O
     assert not {"md6", "md7", "md127"} & set(values("Throughput per device A"))
+
+    def priced(panel: str, by: str = "array") -> dict[str, float]:
+        return {s.labels[by]: s.value for s in prom.query(queries[panel])}
+
+    economics: dict[str, Economics] = dict(PRICED)
+    assert priced("Price per TB usable A") == pytest.approx({n: e.per_tb(e.price) for n, e in PRICED})
+    assert priced("Price per TB usable A", "model") == pytest.approx({"hdd-16tb": 30.0, "ssd-3.84tb": 150.0})
+    watts = {(s.labels["array"], s.labels["state"]): s.value for s in prom.query(queries["Power per TB usable A"])}
+    assert watts == pytest.approx({(n, "active"): e.per_tb(e.watts_active) for n, e in PRICED} | {
+        (n, "idle"): e.per_tb(e.watts_idle) for n, e in PRICED})  # fmt: skip
+    assert priced("Expected failed disks per year A") == pytest.approx({"hdd": 0.06, "ssd": 0.025})
+    assert priced("Replacement cost per year A")["ssd"] == pytest.approx(economics["ssd"].replacement_per_year)
+    assert priced("Cost of ownership over the service life A") == pytest.approx(
+        {n: e.cost_of_ownership for n, e in PRICED})  # fmt: skip
+    assert priced("Cost of ownership per TB usable A")["hdd"] == pytest.approx(economics["hdd"].per_tb(
+        economics["hdd"].cost_of_ownership))  # fmt: skip
+    assert priced("Service life A") == {"hdd": 5.0, "ssd": 5.0}
+    assert {s.labels["device_class"] for s in prom.query(queries["Service life A"])} == {"hdd", "ssd"}
