@@ -61,6 +61,8 @@ PORTS: Mapping[str, int] = {
     # MariaDB (its own default): slurmdbd's store on the controller, and the conditions database the jobs read
     # (roles/conditions_db), which roles/firewall opens to its clients only.
     "mariadb": 3306,
+    # XRootD (its own default): roles/xrootd serves the storage nodes' arrays to the jobs (root://<node>/<path>).
+    "xrootd": 1094,
 }
 # The ports srun listens on for its steps' I/O and messages (slurm.conf SrunPortRange), in the syntax Slurm and
 # nftables share. Without it srun takes any ephemeral port and no firewall can let the steps' answers in. Slurm asks

@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import stat
 import sys
@@ -79,7 +80,11 @@ def _simulate_arguments(s: argparse.ArgumentParser) -> None:
 
 def _input_arguments(s: argparse.ArgumentParser, readers: str) -> None:
     s.add_argument(
-        "--input", nargs="+", required=True, metavar="FILE", help=f"ROOT files written by simulate, {readers}"
+        "--input",
+        nargs="+",
+        required=True,
+        metavar="FILE",
+        help=f"ROOT files written by simulate, {readers}; a file or a URL (root://<server>/<path>: through XRootD)",
     )
     s.add_argument("--duration", type=float, default=0.0, help="read the inputs again until this many seconds")
     s.add_argument("--cold", action="store_true", help=COLD_HELP)
@@ -157,6 +162,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"--job-id {args.job_id!r}: too long for its readers' job ids ({last!r}): 128 characters at most")
     _check_jobs_dir(parser, args.jobs_dir)
     for path in getattr(args, "input", None) or []:
+        if remote(path):  # a server's file (an XRootD export): the server says whether it exists and who may read it
+            continue
         if not os.path.isfile(path):
             parser.error(f"--input {path}: no such file")
         owner, me = os.stat(path).st_uid, os.geteuid()
@@ -348,10 +355,10 @@ def _analyze(args: argparse.Namespace, stop: StopFlag, writer: ProgressWriter, a
 
     while not stop.signum:
         for path in args.input:
-            if args.cold:
+            if args.cold and not remote(path):
                 evict(path)
             before = analysis.events
-            for chunk in analysis.chunks(Path(path)):
+            for chunk in analysis.chunks(path if remote(path) else Path(path)):
                 analysis.fill(chunk)
                 if time.monotonic() >= next_write:
                     writer.update(analysis.events, format=analysis.format)
@@ -359,7 +366,7 @@ def _analyze(args: argparse.Namespace, stop: StopFlag, writer: ProgressWriter, a
                 if stop.signum or time_is_up():  # a long pass does not overrun --duration
                     break
             share = (analysis.events - before) / analysis.entries if analysis.entries else 1.0
-            input_bytes += int(os.path.getsize(path) * share)
+            input_bytes += int(analysis.size * share)
             if stop.signum or time_is_up():
                 break
         if not args.duration or time_is_up():
@@ -374,6 +381,12 @@ def _analyze(args: argparse.Namespace, stop: StopFlag, writer: ProgressWriter, a
         **(analysis.conditions.summary() if analysis.conditions is not None else {}),
     }
     return _finish(writer, analysis.events, stop, extra, analysis.format)
+
+
+def remote(path: str) -> bool:
+    """An input read over the network (root://, roots://, http(s)://: uproot opens URLs), not a local file. --cold
+    cannot reach a server's page cache: it evicts local inputs only."""
+    return re.match(r"^[a-z][a-z0-9+.-]*://", path) is not None
 
 
 def evict(path: str) -> None:

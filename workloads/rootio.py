@@ -171,7 +171,7 @@ def histograms() -> dict[str, hist.Hist[Any]]:
     }
 
 
-def file_format(path: Path, f: Any) -> str:
+def file_format(path: Path | str, f: Any) -> str:
     """The format of `events` in the open file `f`; RootFileError when it is missing or neither an RNTuple nor a
     TTree."""
     if TREE not in f:
@@ -189,7 +189,7 @@ def _depth(fmt: str, name: str) -> int:
     return 1 if flat else 2
 
 
-def check_columns(path: Path, fmt: str, chunk: Any) -> None:
+def check_columns(path: Path | str, fmt: str, chunk: Any) -> None:
     """RootFileError unless a chunk read from `path` holds every column of the events (branches(fmt)), each of
     numbers and as deep as the events' (a number or a list of numbers per event). It looks at the chunk, not at the
     file's metadata: listing an RNTuple's keys costs a few ms at every pass."""
@@ -225,11 +225,14 @@ class Analysis:
     entries: int = 0  # events in the file being read
     format: str | None = None  # of the files read (contract.FORMATS); None before the first
     conditions: Conditions | None = None  # calibrations per run (analyze --conditions); None: none applied
+    size: int = 0  # bytes of the file being read, as its source (local or remote) reports them
 
-    def chunks(self, path: Path, step: int = STEP_EVENTS) -> Iterator[Any]:
-        """Iterate over `path`'s events in chunks; a bad file raises RootFileError naming it."""
+    def chunks(self, path: Path | str, step: int = STEP_EVENTS) -> Iterator[Any]:
+        """Iterate over the events of `path` (a file, or a URL uproot opens: root://<server>/<path> reads through
+        XRootD) in chunks; a bad file raises RootFileError naming it."""
         try:
             with uproot.open(path) as f:
+                self.size = int(f.file.source.num_bytes)
                 fmt = file_format(path, f)
                 if self.format not in (None, fmt):
                     raise RootFileError(f"{path}: {fmt}, the inputs before it {self.format}: give inputs of one format")

@@ -123,10 +123,14 @@ def comparison(campaign: list[Comparison]) -> Comparison:
     return campaign[0]
 
 
-def node_shell(site: Inventory, host: str, command: str) -> subprocess.CompletedProcess[str]:
-    """Run a shell command on a local node as root, over the testbed's SSH key."""
+def ssh_argv(site: Inventory, host: str) -> list[str]:
+    """ssh to a local node as root, over the testbed's SSH key (the command to run follows)."""
     key = REPO / ".testbed" / "ssh" / "id_ed25519"
     known = REPO / ".testbed" / "ssh" / "known_hosts"  # the host keys the testbed read as it made the nodes
     ssh = ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}"]
-    ssh += ["-o", "LogLevel=ERROR", "-o", "BatchMode=yes", f"root@{site.node(host).address}", command]
-    return subprocess.run(ssh, capture_output=True, text=True, check=False, timeout=300)
+    return [*ssh, "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", f"root@{site.node(host).address}"]
+
+
+def node_shell(site: Inventory, host: str, command: str) -> subprocess.CompletedProcess[str]:
+    """Run a shell command on a local node as root, over the testbed's SSH key."""
+    return subprocess.run([*ssh_argv(site, host), command], capture_output=True, text=True, check=False, timeout=300)

@@ -3,6 +3,9 @@ says, and each delivering what its members' profiles and RAID level predict (tes
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 import pytest
 from rich.console import Console
 
@@ -11,7 +14,8 @@ from testbed.arrays import measure, table, wait_idle
 from testbed.inventory import Inventory
 from testbed.prom import PromClient
 from testbed.storage import BY_ID, ArrayModel, site_arrays
-from tests.integration.conftest import node_shell
+from tests.integration.conftest import node_shell, ssh_argv
+from tests.integration.test_security import probe_from
 
 pytestmark = pytest.mark.integration
 STORAGE = "storage1"
@@ -78,3 +82,37 @@ def test_the_catalogue_figures_of_each_array_are_in_prometheus(site: Inventory, 
     assert found == models
     usable = {s.labels["array"]: s.value for s in prom.query(contract.STORAGE_CATALOGUE["usable"])}
     assert usable == {"hdd": 32e12, "ssd": 7.68e12}  # RAID 6 of four: two data disks of 16 TB and of 3.84 TB
+
+
+XROOTD_DIR = "/srv/arrays/ssd/magellan-xrootd-test"  # on the SSD array, under the storage node's export
+
+
+def test_an_analysis_job_on_a_compute_node_reads_the_array_over_xrootd(site: Inventory) -> None:
+    """Role xrootd: analyze on compute1 (a podman node, through the firewall) reads an events file on the SSD array as
+    root://storage1/... and gets the same events and selection as from the same file read locally; head, not a node
+    that runs jobs, is refused the port."""
+    workload = contract.workload_command()
+    local = "/tmp/magellan-xrootd-test/events.root"
+    out = node_shell(site, "compute1", f"rm -rf {local.rsplit('/', 1)[0]} && mkdir -p {local.rsplit('/', 1)[0]} && "
+                     f"{workload} simulate --job-id xrd-sim --jobs-dir /tmp/magellan-xrootd-test --events 2000 "
+                     f"--seed 7 --output {local}")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    data = subprocess.run([*ssh_argv(site, "compute1"), f"cat {local}"], capture_output=True, check=True).stdout
+    served = f"{XROOTD_DIR}/events.root"
+    subprocess.run([*ssh_argv(site, STORAGE), f"mkdir -p {XROOTD_DIR} && cat > {served}.partial && "
+                    f"mv {served}.partial {served}"], input=data, check=True, timeout=120)  # fmt: skip
+    try:
+        url = f"root://{site.node(STORAGE).address}:{contract.PORTS['xrootd']}/{served}"
+        figures = {}
+        for name, path in (("local", local), ("xrootd", url)):
+            job = node_shell(site, "compute1", f"{workload} analyze --job-id xrd-{name} "
+                             f"--jobs-dir /tmp/magellan-xrootd-test --input {path}")  # fmt: skip
+            assert job.returncode == 0, f"analyze --input {path}: {job.stderr[-1500:]}"
+            summary = json.loads(job.stdout)
+            figures[name] = (summary["events"], summary["selected"], summary["input_bytes"])
+        assert figures["xrootd"] == figures["local"] and figures["local"][0] == 2000, figures
+        assert figures["xrootd"][2] == len(data)
+        port = contract.PORTS["xrootd"]
+        assert probe_from(site, "head", site.node(STORAGE).address, port) == "ConnectionRefusedError"
+    finally:
+        run(site, f"rm -rf {XROOTD_DIR}")

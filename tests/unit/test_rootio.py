@@ -261,6 +261,20 @@ def test_analyze_writes_histograms(tmp_path: Path, events_file: Sample) -> None:
     assert (record.state, record.format) == ("finished", fmt_of(path))
 
 
+def test_analyze_reads_an_input_given_as_a_url_as_the_file_itself(tmp_path: Path, events_file: Sample) -> None:
+    """A URL input (root://<server>/<path> on a site; file:// here, through the same code path: uproot opens the URL,
+    the input check leaves it to the server, the bytes read are the source's size) gives the file's own figures."""
+    path, _ = events_file
+    argv = ["analyze", "--jobs-dir", str(tmp_path), "--cold", "--input"]
+    local = json.loads(run(*argv[:1], "--job-id", "local", *argv[1:], str(path)).stdout)
+    proc = run(*argv[:1], "--job-id", "url", *argv[1:], path.resolve().as_uri())
+    assert proc.returncode == 0, proc.stderr
+    remote = json.loads(proc.stdout)
+    assert (remote["events"], remote["selected"], remote["input_bytes"]) == (
+        local["events"], local["selected"], path.stat().st_size)  # fmt: skip
+    assert cli.remote("root://storage1//srv/arrays/ssd/a.root") and not cli.remote("/srv/arrays/ssd/a.root")
+
+
 def test_simulate_writes_the_format_asked_for(tmp_path: Path) -> None:
     """simulate --output --format: the file holds that format, the summary and the progress file say so; the
     events (their checksum) do not depend on it."""
