@@ -234,7 +234,7 @@ def _drill_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     dr.add_argument("--node", help="the storage node (default: the inventory's group storage_nodes, one host)")
     dr.add_argument("--array", default="ssd", help="the array (default: %(default)s, whose rebuild is the fastest)")
     dr.add_argument("--member", default="", help="the member to pull, a path of its members (default: the last)")
-    dr.add_argument("--data-mib", type=int, default=128, help="MiB of checksummed data (default: %(default)s)")
+    dr.add_argument("--data-mib", type=int, default=64, help="MiB of checksummed data (default: %(default)s)")
     dr.add_argument("--readers", type=int, default=4, help="readers during the loaded rebuild (default: %(default)s)")
     dr.add_argument(
         "--loads",
@@ -277,17 +277,18 @@ def _drill(args: argparse.Namespace, console: Console) -> int:
         return 1
     result = json.loads(args.result.read_text())
     capacity, source = drill.capacity(result, args.capacity_tb)
-    delays, unchecked = None, ""
+    alerts: list[drill.AlertSeen] | None = None
+    unchecked = ""
     if not args.no_alert:
         try:
-            delays = drill.alert_delays(prometheus_client(args, inventory, timeout=10.0), result)
+            alerts = drill.alerts(prometheus_client(args, inventory, timeout=10.0), result)
         except PromError as exc:
             unchecked = str(exc)
-    console.print(drill.table(result, capacity, source, delays))
+    console.print(drill.table(result, capacity, source, alerts))
     console.print(f"Result written to [bold]{args.result}[/]")
     if unchecked:
         console.print(f"[red]the alert could not be looked up:[/] {unchecked}", highlight=False)
-    return 0 if drill.passed(result, delays) and not unchecked else 1
+    return 0 if drill.passed(result, alerts) and not unchecked else 1
 
 
 def _since(text: str) -> datetime:

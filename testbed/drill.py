@@ -234,12 +234,24 @@ def summarize(raw: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def alert_fired(prom: Any, node: str, start: float, end: float, step: float = 1.0) -> float | None:
-    """When MagellanArrayDegraded first fired for node between start and end (controller clock, epoch s); None
-    when it did not. prom: a testbed.prom.PromClient."""
+@dataclass(frozen=True)
+class AlertSeen:
+    """MagellanArrayDegraded in one degraded window: seconds from the pull to its firing (a new firing: it was not
+    firing the moment before), and whether it was still firing when the member was pulled (a previous rebuild's
+    alert, not resolved yet: Prometheus evaluates every 15 s)."""
+
+    fired_after: float | None
+    already_firing: bool
+
+
+def alert_fired(prom: Any, node: str, start: float, end: float, step: float = 1.0) -> AlertSeen:
+    """The alert for node between start and end (controller clock, epoch s), from Prometheus' ALERTS series at
+    every step. prom: a testbed.prom.PromClient."""
     expr = f'ALERTS{{alertname="{ALERT}",alertstate="firing",node="{node}"}}'
-    found = [s.timestamp for s in prom.query_range(expr, start, end, step) if s.value > 0]
-    return min(found) if found else None
+    first = start - step
+    firing = {round((s.timestamp - first) / step) for s in prom.query_range(expr, first, end, step) if s.value > 0}
+    rising = sorted(k for k in firing if k >= 1 and k - 1 not in firing)
+    return AlertSeen(first + rising[0] * step - start if rising else None, 0 in firing)
 
 
 def capacity(result: Mapping[str, Any], given: float | None) -> tuple[float, str]:
@@ -282,28 +294,36 @@ def run_playbook(inventory: str, extra: Mapping[str, Any], log: Path) -> int:
         return subprocess.run(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
 
 
-def alert_delays(prom: Any, result: Mapping[str, Any]) -> list[float | None]:
-    """Per phase: seconds from the member's pull to MagellanArrayDegraded firing (controller clock), None if it did
-    not fire while the array was degraded."""
-    delays: list[float | None] = []
+def alerts(prom: Any, result: Mapping[str, Any]) -> list[AlertSeen]:
+    """Per phase: the alert over the time the array was degraded (controller clock) and ALERT_DELAY after."""
+    seen = []
     for p in result["phases"]:
         start, end = p.get("controller_degraded"), p.get("controller_clean")
         if not isinstance(start, int | float) or not isinstance(end, int | float):
-            delays.append(None)
+            seen.append(AlertSeen(None, False))
             continue
-        fired = alert_fired(prom, str(result["node"]), float(start), float(end) + ALERT_DELAY)
-        delays.append(None if fired is None or fired > end + ALERT_DELAY else fired - float(start))
-    return delays
+        seen.append(alert_fired(prom, str(result["node"]), float(start), float(end) + ALERT_DELAY))
+    return seen
 
 
-def passed(result: Mapping[str, Any], delays: Sequence[float | None] | None) -> bool:
+def passed(result: Mapping[str, Any], alerts: Sequence[AlertSeen] | None) -> bool:
     """0 bytes lost, the array whole afterwards, every rebuild measured, and (when looked up) the alert fired."""
     ok = result["bytes_lost"] == 0 and not result["bad_files"] and bool(result["clean_after"])
     ok = ok and all(p["rebuild_seconds"] > 0 and p["rebuild_rate"] > 0 for p in result["phases"])
-    return ok and (delays is None or any(d is not None for d in delays))
+    return ok and (alerts is None or any(a.fired_after is not None for a in alerts))
 
 
-def table(result: Mapping[str, Any], capacity_tb: float, capacity_from: str, delays: Sequence[Any] | None) -> Table:
+def _alert(seen: AlertSeen | None) -> str:
+    if seen is None:
+        return "not checked"
+    if seen.fired_after is not None:
+        return f"{seen.fired_after:.0f} s"
+    return "still firing (rebuild before)" if seen.already_firing else "[red]did not fire[/]"
+
+
+def table(
+    result: Mapping[str, Any], capacity_tb: float, capacity_from: str, alerts: Sequence[AlertSeen] | None
+) -> Table:
     """The drill's result as a rich table, a row per rebuild."""
     mib = float(1 << 20)
     t = Table(
@@ -318,7 +338,6 @@ def table(result: Mapping[str, Any], capacity_tb: float, capacity_from: str, del
         t.add_column(name, justify="left" if name == "rebuild" else "right")
     for i, p in enumerate(result["phases"]):
         readers = p["readers"]
-        delay = delays[i] if delays is not None else None
         t.add_row(
             "idle" if p["load"] == "idle" else f"under {readers['readers']} readers",
             duration(p["degraded_seconds"]),
@@ -327,6 +346,6 @@ def table(result: Mapping[str, Any], capacity_tb: float, capacity_from: str, del
             f"{p['md_speed_mean'] / mib:.1f} / {p['md_speed_peak'] / mib:.1f}",
             f"{readers['rate'] / mib:.1f} ({readers['errors']})" if readers["readers"] else "-",
             duration(exposure_seconds(capacity_tb, p["rebuild_rate"])),
-            "not checked" if delays is None else ("[red]did not fire[/]" if delay is None else f"{delay:.0f} s"),
+            _alert(alerts[i] if alerts is not None else None),
         )
     return t

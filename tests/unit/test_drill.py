@@ -143,20 +143,33 @@ def test_lost_bytes_and_a_missing_capacity_show() -> None:
 
 
 class FakeProm:
-    def __init__(self, stamps: list[float]) -> None:
-        self.stamps = stamps
+    """Prometheus' ALERTS series: firing at the given seconds (query_range's steps of 1 s)."""
+
+    def __init__(self, firing: list[float]) -> None:
+        self.firing = firing
         self.asked: list[str] = []
 
-    def query_range(self, expr: str, start: float, end: float, step: float) -> list[Any]:
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[Sample]:
         self.asked.append(expr)
-        return [Sample({"alertname": drill.ALERT}, 1.0, t) for t in self.stamps if start <= t <= end]
+        return [Sample({"alertname": drill.ALERT}, 1.0, t) for t in self.firing if start <= t <= end]
 
 
 def test_the_alert_is_looked_up_over_the_window() -> None:
-    prom = FakeProm([130.0, 115.0, 400.0])
-    assert drill.alert_fired(prom, "storage1", 100.0, 200.0) == 115.0
+    prom = FakeProm([float(t) for t in range(115, 140)] + [400.0])
+    assert drill.alert_fired(prom, "storage1", 100.0, 200.0) == drill.AlertSeen(15.0, False)
     assert 'alertname="MagellanArrayDegraded"' in prom.asked[0] and 'node="storage1"' in prom.asked[0]
-    assert drill.alert_fired(FakeProm([]), "storage1", 100.0, 200.0) is None
+    assert drill.alert_fired(FakeProm([]), "storage1", 100.0, 200.0) == drill.AlertSeen(None, False)
+
+
+def test_an_alert_still_firing_from_the_rebuild_before_is_not_a_new_one() -> None:
+    still = FakeProm([float(t) for t in range(90, 150)])
+    assert drill.alert_fired(still, "storage1", 100.0, 200.0) == drill.AlertSeen(None, True)
+    again = FakeProm([float(t) for t in range(90, 104)] + [float(t) for t in range(112, 150)])
+    assert drill.alert_fired(again, "storage1", 100.0, 200.0) == drill.AlertSeen(12.0, True)
+    windows = [{"controller_degraded": 100.0, "controller_clean": 150.0},
+               {"controller_degraded": 160.0, "controller_clean": 190.0}]  # fmt: skip
+    result = {**drill.summarize(raw()), "phases": windows}
+    assert drill.alerts(still, result) == [drill.AlertSeen(None, True), drill.AlertSeen(None, False)]
 
 
 ARRAYS = [
@@ -214,10 +227,11 @@ def test_the_capacity_comes_from_the_option_the_catalogue_or_the_default() -> No
 def test_the_table_and_the_verdict() -> None:
     result = drill.summarize(raw())
     console = Console(width=250, record=True)
-    console.print(drill.table(result, 3.84, "catalogue model ssd_3_84tb", [14.0, None]))
+    fired, still, none = drill.AlertSeen(14.0, False), drill.AlertSeen(None, True), drill.AlertSeen(None, False)
+    console.print(drill.table(result, 3.84, "catalogue model ssd_3_84tb", [fired, still]))
     text = console.export_text()
-    assert "under 4 readers" in text and "14 s" in text and "did not fire" in text and "0 bytes lost" in text
-    assert drill.passed(result, [14.0, None]) and not drill.passed(result, [None, None])
+    assert "under 4 readers" in text and "14 s" in text and "still firing" in text and "0 bytes lost" in text
+    assert drill.passed(result, [fired, still]) and not drill.passed(result, [none, still])
     assert drill.passed(result, None)
     assert not drill.passed({**result, "bytes_lost": 1}, None)
 
