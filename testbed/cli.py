@@ -234,6 +234,12 @@ def _drill_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     dr.add_argument("--node", help="the storage node (default: the inventory's group storage_nodes, one host)")
     dr.add_argument("--array", default="ssd", help="the array (default: %(default)s, whose rebuild is the fastest)")
     dr.add_argument("--member", default="", help="the member to pull, a path of its members (default: the last)")
+    dr.add_argument(
+        "--pull",
+        choices=("detach", "fail"),
+        help="detach the member's virtual disk from the running guest, or mdadm --fail it (default: detach on a "
+        "virtual node, fail elsewhere)",
+    )
     dr.add_argument("--data-mib", type=int, default=64, help="MiB of checksummed data (default: %(default)s)")
     dr.add_argument("--readers", type=int, default=4, help="readers during the loaded rebuild (default: %(default)s)")
     dr.add_argument(
@@ -265,6 +271,8 @@ def _drill(args: argparse.Namespace, console: Console) -> int:
     }
     if args.node:
         extra["drill_node"] = args.node
+    if args.pull:
+        extra["drill_pull"] = args.pull
     log = args.result.with_suffix(".log")
     if args.result.exists():
         args.result.unlink()  # a result is this run's or none

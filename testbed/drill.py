@@ -6,8 +6,10 @@ the storage node every half second, each phase's times on the node's clock (the 
 the checksums. `summarize(raw)` (also the playbook's filter drill_disk_failure_summary) turns them into the result:
 - degraded at: the first sample of the phase with md/degraded > 0 (the member is gone);
 - rebuild: from the first sample md recovers in to the first after it that is idle with degraded 0. Its rate is the
-  member's size (sync_completed's total, 512-byte sectors per member for a recovery) over that time; md's own
-  sync_speed (KiB/s, averaged by md over its last few seconds) is reported beside it, mean and peak;
+  member's size (sync_completed's total, 512-byte sectors per member for a recovery) over that time. Beside it:
+  the slope of sync_completed over the recovery's samples, and md's own sync_speed (KiB/s, md's average since its
+  last mark), as a median: its first reading of a recovery covers a fraction of a second and was 20x the device's
+  rate here;
 - time degraded: from degraded at to clean again (pull, detection, the replacement's attach, the rebuild);
 - exposure window at a real disk: a real member of the catalogue's capacity rebuilt at the measured rate. Not scaled:
   the time to notice and to fit the replacement (a site's process, minutes to days).
@@ -16,6 +18,7 @@ the checksums. `summarize(raw)` (also the playbook's filter drill_disk_failure_s
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -107,8 +110,9 @@ class Rebuild:
     recovery_started: float
     clean_at: float
     member_bytes: int
-    md_speed_mean: float  # bytes/s, md's sync_speed over the recovery's samples
-    md_speed_peak: float
+    md_speed_median: float  # bytes/s, md's sync_speed over the recovery's samples
+    md_speed_peak: float  # md's first reading of a recovery can be far above the device's rate (a short window)
+    completed_rate: float  # bytes/s, the slope of sync_completed from the recovery's first sample to its last
     samples: int  # samples taken while md recovered
 
     @property
@@ -123,6 +127,14 @@ class Rebuild:
     @property
     def degraded_seconds(self) -> float:
         return self.clean_at - self.degraded_at
+
+
+def _slope(during: Sequence[MdSample]) -> float:
+    """Bytes/s of sync_completed between the first and the last sample of a recovery that has a 'done' figure."""
+    done = [s for s in during if s.done_sectors is not None]
+    if len(done) < 2 or done[-1].t <= done[0].t:
+        return 0.0
+    return (done[-1].done_sectors - done[0].done_sectors) * SECTOR / (done[-1].t - done[0].t)  # type: ignore[operator]
 
 
 def rebuild(samples: Sequence[MdSample], load: str, start: float, end: float) -> Rebuild:
@@ -149,8 +161,9 @@ def rebuild(samples: Sequence[MdSample], load: str, start: float, end: float) ->
         recovery_started=first.t,
         clean_at=clean.t,
         member_bytes=max(totals) * SECTOR,
-        md_speed_mean=sum(speeds) / len(speeds) if speeds else 0.0,
+        md_speed_median=statistics.median(speeds) if speeds else 0.0,
         md_speed_peak=max(speeds, default=0.0),
+        completed_rate=_slope(during),
         samples=len(during),
     )
 
@@ -195,8 +208,9 @@ def _phase(samples: Sequence[MdSample], raw: Mapping[str, Any], capacity_tb: flo
         "rebuild_wall_seconds": r.clean_at - added,  # from mdadm --add to whole again
         "rebuild_bytes": r.member_bytes,
         "rebuild_rate": r.rate,
-        "md_speed_mean": r.md_speed_mean,
+        "md_speed_median": r.md_speed_median,
         "md_speed_peak": r.md_speed_peak,
+        "completed_rate": r.completed_rate,
         "samples": r.samples,
         "degraded_seconds": r.degraded_seconds,
         "exposure_seconds": exposure_seconds(capacity_tb, r.rate) if capacity_tb else None,
@@ -333,7 +347,7 @@ def table(
         f"exposure: a {capacity_tb:g}-TB member ({capacity_from}) rebuilt at the measured rate; md's rebuild floor "
         f"{result.get('sync_speed_min_kib') or 'the system'} KiB/s",
     )
-    for name in ("rebuild", "time degraded", "rebuild time", "rebuild MiB/s", "md sync_speed MiB/s (mean/peak)",
+    for name in ("rebuild", "time degraded", "rebuild time", "rebuild MiB/s", "sync_completed / sync_speed MiB/s",
                  "readers MiB/s (errors)", "exposure at real capacity", "alert fired after"):  # fmt: skip
         t.add_column(name, justify="left" if name == "rebuild" else "right")
     for i, p in enumerate(result["phases"]):
@@ -343,7 +357,7 @@ def table(
             duration(p["degraded_seconds"]),
             f"{p['rebuild_seconds']:.1f} s",
             f"{p['rebuild_rate'] / mib:.1f}",
-            f"{p['md_speed_mean'] / mib:.1f} / {p['md_speed_peak'] / mib:.1f}",
+            f"{p['completed_rate'] / mib:.1f} / {p['md_speed_median'] / mib:.1f}",
             f"{readers['rate'] / mib:.1f} ({readers['errors']})" if readers["readers"] else "-",
             duration(exposure_seconds(capacity_tb, p["rebuild_rate"])),
             _alert(alerts[i] if alerts is not None else None),

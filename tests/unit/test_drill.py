@@ -69,7 +69,9 @@ def test_rebuild_time_and_rate_from_the_samples() -> None:
     assert r.seconds == pytest.approx(12.5)
     assert r.member_bytes == MEMBER_SECTORS * 512
     assert r.rate == pytest.approx(MEMBER_SECTORS * 512 / 12.5)
-    assert r.md_speed_mean == r.md_speed_peak == 40000 * 1024
+    assert r.md_speed_median == r.md_speed_peak == 40000 * 1024
+    # sync_completed's slope: the synthetic recovery advances a 1/25 of the member every half second
+    assert r.completed_rate == pytest.approx(MEMBER_SECTORS * 512 / 12.5, rel=0.01)
     assert r.degraded_seconds == pytest.approx(16.5)
     assert r.samples == 25
 
@@ -78,7 +80,7 @@ def test_each_phase_takes_its_own_window() -> None:
     samples = drill.parse_samples(phase_lines(100.0, 10.0) + phase_lines(200.0, 30.0, speed_kib=15000))
     idle, loaded = drill.rebuild(samples, "idle", 100, 199), drill.rebuild(samples, "readers", 200, 300)
     assert idle.seconds == pytest.approx(10.0) and loaded.seconds == pytest.approx(30.0)
-    assert loaded.md_speed_mean == 15000 * 1024
+    assert loaded.md_speed_median == 15000 * 1024
 
 
 @pytest.mark.parametrize(
