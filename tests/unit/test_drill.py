@@ -243,3 +243,18 @@ def test_testbed_drill_parses_its_options() -> None:
     assert (args.array, args.loads, args.capacity_tb, args.readers) == ("ssd", ["readers"], 8.0, 4)
     with pytest.raises(SystemExit):
         cli._parser().parse_args(["drill", "--loads", "busy"])
+
+
+FIXTURES = REPO / "tests" / "fixtures" / "drill"
+
+
+def test_a_recorded_drill_gives_the_result_it_gave_on_the_site() -> None:
+    """The record of a drill on the live site (tests/fixtures/drill/README.md) summarized again: the same result,
+    figure for figure, as the playbook wrote there."""
+    record = json.loads((FIXTURES / "ssd-detach-tcg.record.json").read_text())
+    golden = json.loads((FIXTURES / "ssd-detach-tcg.result.json").read_text())
+    assert json.loads(json.dumps(drill.summarize(record))) == golden
+    idle, loaded = golden["phases"]
+    assert golden["bytes_lost"] == 0 and golden["accel"] == "tcg"
+    assert 15 < idle["rebuild_seconds"] < loaded["rebuild_seconds"] < 120
+    assert idle["completed_rate"] == pytest.approx(idle["rebuild_rate"], rel=0.1)
