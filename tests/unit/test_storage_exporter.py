@@ -24,7 +24,7 @@ from exporters import storage
 from exporters.common import Health
 from exporters.paths import Paths
 from exporters.storage_io import Problems, Subsystem
-from exporters.storage_md import LINKS_MAX, MdCollector, MdSysfs, merge
+from exporters.storage_md import LINKS_MAX, MdArray, MdCollector, MdSysfs, merge
 from exporters.storage_parsers import (
     ParseError,
     parse_diskstats,
@@ -628,3 +628,100 @@ def test_values_agree_with_node_exporter(tree: str, node_exporter: Callable[[str
             # raid1 only in these trees, where a member is the array: their synced / blocks is our ratio. For a
             # striped array it is not (test_progress_is_not_divided_by_the_array_size): node_exporter's bug.
             assert progress == theirs[("node_md_blocks_synced", d)] / theirs[("node_md_blocks", d)]
+
+
+# --- md recorded in the storage guest in every state (tools/record-md-states; fixtures README) ----------------------
+
+GUEST = FIX / "guest"
+# state: the scratch array's md name, and what the exporter must report for it: array_state, sync action, pending,
+# member disks active/failed/spare (sysfs: a rebuilding member is a spare), degraded slots, and the mdstat-only view's
+# action (mdstat says resync for a repair, nothing for frozen) and spare count (mdstat lists a rebuilding member
+# without (S))
+RECORDED = {
+    "resync": ("rec1", "clean", "resync", False, (2, 0, 0), 0, "resync", 0),
+    "clean": ("rec1", "clean", "idle", False, (2, 0, 0), 0, "idle", 0),
+    "check": ("rec1", "clean", "check", False, (2, 0, 0), 0, "check", 0),
+    "frozen": ("rec1", "clean", "frozen", False, (2, 0, 0), 0, "idle", 0),
+    "repair": ("rec1", "clean", "repair", False, (2, 0, 0), 0, "resync", 0),
+    "faulty": ("rec1", "clean", "idle", False, (1, 1, 0), 1, "idle", 0),
+    "degraded": ("rec1", "clean", "idle", False, (1, 0, 0), 1, "idle", 0),
+    "recovering": ("rec1", "clean", "recover", False, (1, 0, 1), 1, "recover", 0),
+    "spare": ("rec5", "clean", "idle", False, (3, 0, 1), 0, "idle", 1),
+    "reshape": ("rec5", "clean", "reshape", False, (4, 0, 0), 0, "reshape", 0),
+    "pending": ("rec2", "read-auto", "resync", True, (2, 0, 0), 0, "resync", 0),
+    "delayed": ("rec4", "clean", "resync", True, (2, 0, 0), 0, "resync", 0),
+}
+
+
+def recorded(state: str) -> dict[str, MdArray]:
+    """The md collector on one recorded tree, arrays by md name; no problem may be counted."""
+    tree = GUEST / state
+    problem = Problems(storage_health())
+    arrays = MdCollector(Paths(procfs=tree / "proc", sysfs=tree / "sys"), "n1", problem, tree / "dev" / "md").arrays()
+    assert problem.count == 0, state
+    return {a.md_name: a for a in arrays}
+
+
+def sysfs_figures(state: str, device: str) -> tuple[int, int, int]:
+    """(done, total, KiB/s) straight from the recorded sync_completed and sync_speed files."""
+    md = GUEST / state / "sys" / "block" / device / "md"
+    done, total = (int(n) for n in (md / "sync_completed").read_text().split(" / "))
+    return done, total, int((md / "sync_speed").read_text())
+
+
+@pytest.mark.parametrize("state", sorted(RECORDED))
+def test_md_recorded_in_every_state(state: str) -> None:
+    name, array_state, action, pending, (active, failed, spare), degraded, _, _ = RECORDED[state]
+    a = recorded(state)[name]
+    assert (a.state, a.action, a.pending, a.sources) == (array_state, action, pending, "mdstat+sysfs")
+    required = 4 if state == "reshape" else 3 if name == "rec5" else 2  # the reshape grew rec5 from 3 to 4 members
+    assert (a.active, a.failed, a.spare, a.degraded, a.required) == (active, failed, spare, degraded, required)
+    if pending:
+        assert (a.progress, a.speed_bytes, a.remaining_seconds) == (0.0, None, None)
+    elif action in ("resync", "check", "repair", "recover", "reshape"):
+        done, total, speed = sysfs_figures(state, a.name)
+        assert a.progress == done / total and 0 < done < total  # per member: not blocks synced / array size
+        assert speed > 0 and a.speed_bytes == speed * 1024
+        assert a.remaining_seconds == pytest.approx((total - done) * 512 / (speed * 1024))
+    else:
+        assert (a.progress, a.speed_bytes, a.remaining_seconds) == (None, None, None)
+
+
+@pytest.mark.parametrize("state", sorted(RECORDED))
+def test_mdstat_recorded_in_every_state(state: str) -> None:
+    """The mdstat-only view of the same recordings: every array parses (the node's own hdd and ssd too), the scratch
+    array's action, pending, counts and its progress line's own done / total."""
+    name, _, _, pending, (active, failed, _), degraded, action, spare = RECORDED[state]
+    arrays, problems = parse_mdstat((GUEST / state / "proc" / "mdstat").read_text())
+    assert problems == []
+    device = os.readlink(GUEST / state / "dev" / "md" / name).rpartition("/")[2]
+    by = {m.name: m for m in arrays}
+    for own in ("hdd", "ssd"):  # storage1's own arrays, idle raid6 of four members in every recording
+        m = merge(by[os.readlink(GUEST / state / "dev" / "md" / own).rpartition("/")[2]], None)
+        assert (m.level, m.action, m.active, m.required, m.degraded) == ("raid6", "idle", 4, 4, 0)
+    m = by[device]
+    a = merge(m, None)
+    assert (a.action, a.pending, a.active, a.failed, a.spare, a.degraded) == (action, pending, active, failed, spare,
+                                                                               degraded)  # fmt: skip
+    if pending:
+        assert m.pending == state.upper() and (a.progress, a.speed_bytes) == (0.0, None)
+    elif m.progress is not None:
+        p = m.progress
+        assert a.progress == p.done_kib / p.total_kib and a.speed_bytes == (p.speed_kib or 0) * 1024 > 0
+        assert a.remaining_seconds == p.finish_seconds and m.blocks is not None
+        if state == "reshape":  # a reshape of a raid5 counts per member: half the array's 2 data disks
+            assert p.total_kib * 2 == m.blocks
+    else:
+        assert action == "idle" and a.progress is None
+
+
+def test_md_recorded_names_and_the_nodes_own_arrays() -> None:
+    """Every recording names the node's arrays from its /dev/md links, and reports them as sysfs says."""
+    for state in RECORDED:
+        arrays = recorded(state)
+        for own in ("hdd", "ssd"):
+            a = arrays[own]
+            assert (a.level, a.state, a.action, a.active, a.required, a.degraded) == ("raid6", "clean", "idle", 4, 4, 0)
+    delayed = recorded("delayed")["rec3"]  # the array the delayed one waits for, resyncing
+    assert (delayed.action, delayed.pending) == ("resync", False) and delayed.progress is not None
+    assert (GUEST / "KERNEL").read_text().startswith("6.1.0-") and "v4.2" in (GUEST / "MDADM").read_text()
