@@ -725,3 +725,38 @@ def test_md_recorded_names_and_the_nodes_own_arrays() -> None:
     delayed = recorded("delayed")["rec3"]  # the array the delayed one waits for, resyncing
     assert (delayed.action, delayed.pending) == ("resync", False) and delayed.progress is not None
     assert (GUEST / "KERNEL").read_text().startswith("6.1.0-") and "v4.2" in (GUEST / "MDADM").read_text()
+
+
+@pytest.mark.skipif(not NODE_EXPORTER.exists(), reason=f"{NODE_EXPORTER} missing: apt-get install "
+                    "prometheus-node-exporter (CI installs it) to compare with node_exporter 1.5")  # fmt: skip
+@pytest.mark.parametrize("state", sorted(RECORDED))
+def test_md_recordings_agree_with_node_exporter(state: str, node_exporter: Callable[[str], dict[tuple[str, tuple[
+        tuple[str, str], ...]], float]]) -> None:  # fmt: skip
+    """node_exporter 1.5 (mdstat only) and us (mdstat + sysfs) on each recorded tree, every array: the same size,
+    slots, active and failed members and state, but for the differences on purpose named here."""
+    theirs = node_exporter(f"guest/{state}")
+    ours = samples(exposition(collector(f"guest/{state}", ("md",))))
+    assert theirs[("node_scrape_collector_success", (("collector", "mdadm"),))] == 1
+    devices = sorted({dict(k[1])["device"] for k in theirs if k[0] == "node_md_blocks"})
+    assert devices == sorted({dict(k[1])["device"] for k in ours if k[0] == "magellan_storage_md_info"})
+    scratch = os.readlink(GUEST / state / "dev" / "md" / RECORDED[state][0]).rpartition("/")[2]
+    for device in devices:
+        d = (("device", device),)
+        assert ours[("magellan_storage_md_size_bytes", d)] == theirs[("node_md_blocks", d)] * 1024
+        assert ours[("magellan_storage_md_disks_required", d)] == theirs[("node_md_disks_required", d)]
+        for disks in ("active", "failed", "spare"):
+            key = (("device", device), ("state", disks))
+            if (state, disks, device) == ("recovering", "spare", scratch):
+                # Different on purpose: sysfs calls the rebuilding member a spare; mdstat lists it without (S)
+                assert (ours[("magellan_storage_md_disks", key)], theirs[("node_md_disks", key)]) == (1, 0)
+                continue
+            assert ours[("magellan_storage_md_disks", key)] == theirs[("node_md_disks", key)], (device, disks)
+        their_state = next(dict(k[1])["state"] for k, v in theirs.items() if k[0] == "node_md_state" and v == 1
+                           and dict(k[1])["device"] == device)  # fmt: skip
+        if device == scratch and state == "reshape":  # node_exporter knows no reshape: "active", synced = blocks
+            assert their_state == "active" and theirs[("node_md_blocks_synced", d)] == theirs[("node_md_blocks", d)]
+        elif device == scratch and state == "repair":  # mdstat says resync for a repair; sysfs names it
+            assert their_state == "resync" and ours[("magellan_storage_md_sync_action", (("action", "repair"),
+                                                                                        *d))] == 1  # fmt: skip
+        else:
+            assert node_state(ours, device) == their_state, device
