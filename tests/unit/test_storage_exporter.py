@@ -760,3 +760,19 @@ def test_md_recordings_agree_with_node_exporter(state: str, node_exporter: Calla
                                                                                         *d))] == 1  # fmt: skip
         else:
             assert node_state(ours, device) == their_state, device
+
+
+def test_golden_exposition_of_a_recording() -> None:
+    """The md collector's whole exposition of the recovering recording (the scratch mirror rebuilding, the node's
+    two raid6 arrays idle), compared exactly; UPDATE_GOLDEN=1 rewrites it."""
+    text = exposition(collector("guest/recovering", ("md",)))
+    golden = FIX / "golden-guest-recovering.prom"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        golden.write_text(text)
+    assert text == golden.read_text(), "exposition changed: review it, then rerun with UPDATE_GOLDEN=1 to accept"
+    assert 'magellan_storage_md_sync_action{action="recover",device="md125",node="n1"} 1.0' in text
+    assert 'magellan_storage_md_info{array="rec1",device="md125",level="raid1",node="n1",sources="mdstat+sysfs",' in text
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not found: install the Debian package prometheus (make bootstrap does)"
+    check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
