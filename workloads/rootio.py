@@ -230,8 +230,11 @@ class Analysis:
     def chunks(self, path: Path | str, step: int = STEP_EVENTS) -> Iterator[Any]:
         """Iterate over the events of `path` (a file, or a URL uproot opens: root://<server>/<path> reads through
         XRootD) in chunks; a bad file raises RootFileError naming it."""
+        # root:// through XRootD's own Python bindings (Debian's python3-xrootd), not uproot's default fsspec route,
+        # which would need fsspec-xrootd on top of them.
+        xrootd = str(path).startswith(("root://", "roots://"))
         try:
-            with uproot.open(path) as f:
+            with uproot.open(path, **({"handler": uproot.XRootDSource} if xrootd else {})) as f:
                 self.size = int(f.file.source.num_bytes)
                 fmt = file_format(path, f)
                 if self.format not in (None, fmt):
