@@ -129,24 +129,7 @@ def virtual_comparison(reference: str) -> Comparison:
 @pytest.fixture
 def comparison_target() -> Iterator[str]:
     """host:port serving the comparison's metrics as testbed compare publishes them (reference: compute2)."""
-    body = exposition(virtual_comparison("compute2"), tolerance_pct=15.0).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    yield from serve(exposition(virtual_comparison("compute2"), tolerance_pct=15.0).encode())
 
 
 @pytest.fixture
