@@ -1,8 +1,9 @@
 """Benchmarks (`make bench`): cold and warm `make testbed`, the job exporter's scrape cost, the cluster's job start
 latency and CHOS/native ratio, analyze against fio on the same storage and against a bare uproot loop on the same
 file (events per CPU second, RNTuple and TTree), the exporters' cost to a job, and virtual
-nodes: a guest's time from define to SSH and the bare-metal/virtual events/s ratio, with the accelerator; and the
-projects' fair shares converging over minutes.
+nodes: a guest's time from define to SSH and the bare-metal/virtual events/s ratio, with the accelerator; the storage
+exporter's scrape cost against node_exporter's, each array's fio limits against what analyze reads from it over
+XRootD, and a drill's rebuild rate idle against under readers; and the projects' fair shares converging over minutes.
 
 Prints figures measured in this one run, side by side, with their ratio; asserts nothing about speed.
 """
@@ -23,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from magellan import contract
+from testbed import arrays
 from testbed.inventory import ad_hoc, ansible_command, load_inventory
 
 REPO = Path(__file__).resolve().parent.parent
@@ -190,6 +192,95 @@ def virtual_rows(
     return rows, {"runs": runs, "medians": medians, "accel": accel, "boot_s": float(boot.group(2))}
 
 
+STORAGE_TREE = REPO / "tests" / "fixtures" / "storage" / "guest" / "recovering"  # md recorded in storage1, rebuilding
+
+
+def scrape_cost_rows() -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
+    """The storage exporter's scrape time against node_exporter 1.5's on the same recorded tree (issue 16's goal:
+    at most twice)."""
+    proc = subprocess.run([sys.executable, "-m", "exporters.bench", "--storage", str(STORAGE_TREE)],
+                          cwd=REPO, capture_output=True, text=True, check=True)  # fmt: skip
+    f = json.loads(proc.stdout.strip().splitlines()[-1])
+    note = f"median of {f['scrapes']} scrapes each, same tree ({STORAGE_TREE.relative_to(REPO)}); goal: ratio <= 2"
+    ms = f"{f['storage_ms_median']:.2f} / {f['node_exporter_ms_median']:.2f} ms"
+    return [
+        ("storage exporter / node_exporter 1.5 scrape", ms, note),
+        ("storage exporter / node_exporter ratio", f"{f['ratio']:.2f}", "diskstats and md collectors on both"),
+    ], f  # fmt: skip
+
+
+def _ok(result: dict[str, Any] | None, stderr: str, what: str) -> dict[str, Any]:
+    if result is None or result.get("rc", 0) != 0 or result.get("failed"):
+        raise SystemExit(f"{what}: {(result or {}).get('stderr') or (result or {}).get('msg') or stderr}")
+    return result
+
+
+def array_rows(inventory: str, node: str, repeat: int = 2) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
+    """Each storage array's fio limits (testbed arrays: sequential and random reads against the model), and analyze on
+    `node` reading one of its inputs from the array over XRootD, the server's page cache dropped before each run: the
+    MB/s one reader gets against what the array delivers."""
+    inv = load_inventory(Path(inventory))
+    data = REPO / ".testbed" / "bench" / "xrootd-events.root"
+    first = f"ls {contract.DATA_DIR}/*.root | head -n1"
+    listing = _ok(*ad_hoc(inventory, node, "ansible.builtin.shell", first), "inputs")
+    _ok(*ad_hoc(inventory, node, "ansible.builtin.fetch", f"src={listing['stdout'].strip()} dest={data} flat=yes"),
+        "fetch an input")  # fmt: skip
+    rows, figures = [], {}
+    for host in inv.groups.get(arrays.GROUP, []):
+        for m in arrays.measure(inv, host):
+            a = m.array
+            served = f"/srv/arrays/{a.name}/magellan-bench/events.root"
+            _ok(*ad_hoc(inventory, host, "ansible.builtin.copy", f"src={data} dest={served} mode=0644"), "stage")
+            url = f"root://{inv.node(host).address}:{contract.PORTS['xrootd']}/{served}"
+            runs = []
+            for _ in range(repeat):
+                _ok(*ad_hoc(inventory, host, "ansible.builtin.shell", "sync && echo 3 > /proc/sys/vm/drop_caches"),
+                    "drop caches")  # fmt: skip
+                job = _ok(*ad_hoc(inventory, node, "ansible.builtin.shell", f"{contract.workload_command()} analyze "
+                          f"--job-id bench-xrd --jobs-dir /tmp/magellan-bench --input {url}"), "analyze")  # fmt: skip
+                runs.append(float(json.loads(job["stdout"])["mb_per_second"]))
+            _ok(*ad_hoc(inventory, host, "ansible.builtin.file", f"path={served.rsplit('/', 1)[0]} state=absent"),
+                "clean up")  # fmt: skip
+            analyze, fio = statistics.median(runs), m.read_bytes_per_s / 1e6
+            figures[f"{host}:{a.name}"] = {"analyze_mb_s": runs, "fio_mb_s": fio, "fio_iops": m.read_iops,
+                                           "accel": m.accel}  # fmt: skip
+            rows += [
+                (f"{a.name} array fio seq read MB/s / random IOPS", f"{fio:.1f} / {m.read_iops:.0f}",
+                 f"{host}, accel {m.accel}; model {a.seq_read_bytes_per_s() / 1e6:.1f} MB/s, "
+                 f"{a.random_read_iops():.0f} IOPS"),
+                (f"{a.name} array: analyze over XRootD / fio seq read MB/s", f"{analyze:.2f} / {fio:.1f}",
+                 f"one reader on {node}, server cache dropped, median of {repeat}: the share one job takes"),
+            ]  # fmt: skip
+    return rows, figures
+
+
+def rebuild_rows(inventory: str) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
+    """`testbed drill` on the default array: its rebuild rate idle and under a storm of readers, in one run."""
+    result = REPO / ".testbed" / "bench" / "drill.json"
+    _run([sys.executable, "-m", "testbed.cli", "drill", "--inventory", inventory, "--no-alert", "--result",
+          str(result)], result.with_suffix(".log"))  # fmt: skip
+    r = json.loads(result.read_text())
+    rate = {p["load"]: p["rebuild_rate"] / 1e6 for p in r["phases"]}
+    readers = next((p["readers"]["readers"] for p in r["phases"] if p["load"] == "readers"), 0)
+    return [
+        (f"{r['array']} array rebuild MB/s idle / under {readers} readers",
+         f"{rate.get('idle', 0):.1f} / {rate.get('readers', 0):.1f}",
+         f"{r['node']}, accel {r['accel']}, member {r['disk']} pulled ({r['pull']}); {r['bytes_lost']} bytes lost"),
+    ], r  # fmt: skip
+
+
+def storage_section(args: argparse.Namespace, console: Console) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
+    """The storage exporter's scrape cost; with --storage and storage nodes in the inventory, the arrays and a drill."""
+    console.print("storage: the exporter's scrape cost, the arrays (fio, analyze over XRootD), rebuilds (drill)…")
+    rows, scrape = scrape_cost_rows()
+    figures: dict[str, Any] = {"scrape": scrape}
+    if args.storage and load_inventory(Path(args.inventory)).groups.get(arrays.GROUP):
+        rows_a, figures["arrays"] = array_rows(args.inventory, args.node)
+        rows_r, figures["drill"] = rebuild_rows(args.inventory)
+        rows += rows_a + rows_r
+    return rows, figures
+
+
 def optional_rows(
     args: argparse.Namespace, console: Console
 ) -> tuple[list[tuple[str, str, str]], dict[str, Any], dict[str, Any]]:
@@ -219,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--guest", default="vm1", help="virtual node compared with --node and booted again (empty: skip)")
     p.add_argument("--fairshare-minutes", type=int, default=10, help="fair-share curve length in minutes (0: skip)")
     p.add_argument("--partition", default="chos", help="partition the fair-share jobs share")
+    p.add_argument("--storage", action=argparse.BooleanOptionalAction, default=True,
+                   help="the storage arrays: fio, analyze over XRootD, a drill's rebuilds (default: on)")  # fmt: skip
     args = p.parse_args(argv)
     console = Console()
     logs = REPO / ".testbed" / "bench"
@@ -257,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     rows, cluster = cluster_rows(args.inventory, args.head, args.node, args.chos_env)
     console.print(f"workloads: analyze vs fio, exporters running vs stopped on {args.node}…")
     more, workloads = workload_rows(args.inventory, args.node)
+    storage_rows, storage = storage_section(args, console)
+    more += storage_rows
     optional, virtual, fairshare = optional_rows(args, console)
     more += optional
     for row in rows + more:
@@ -273,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
                 "workloads": workloads,
                 "virtual": virtual,
                 "fairshare": fairshare,
+                "storage": storage,
             },
             indent=2,
         )
