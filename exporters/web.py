@@ -18,7 +18,6 @@ from typing import Any, cast
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
@@ -211,6 +210,8 @@ _HELP_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n"})
 _TYPES = {"counter": "counter", "gauge": "gauge", "info": "gauge", "stateset": "gauge", "histogram": "histogram",
           "gaugehistogram": "histogram", "summary": "summary", "unknown": "untyped"}  # fmt: skip
 _SUFFIXES = {"counter": "_total", "info": "_info"}
+# The text format 0.0.4's content type (its constant's name differs across prometheus_client versions; nodes run 0.16).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATE = ("_created", "_gsum", "_gcount")  # OpenMetrics-only samples, written as gauges after their family
 _go = cast(Callable[[float], str], floatToGoString)  # a value as Go's client writes it (+Inf, 1e+06, ...)
 
@@ -267,7 +268,7 @@ def app(registry: CollectorRegistry, live: LiveWebConfig) -> Callable[..., Itera
         if environ.get("PATH_INFO") == "/favicon.ico":
             start_response("200 OK", extra)
             return [b""]
-        body, headers = exposition(registry), [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)]
+        body, headers = exposition(registry), [("Content-Type", CONTENT_TYPE)]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
             body = gzip.compress(body)
             headers.append(("Content-Encoding", "gzip"))
