@@ -25,6 +25,7 @@ from testbed.storage import (
     fio_command,
     fio_read,
     parse_catalogue,
+    raid_level,
     site_arrays,
 )
 
@@ -99,9 +100,10 @@ def catalogue_of(inventory: Inventory, host: str) -> dict[str, Economics]:
         if raw.get("model"):
             if raw["model"] not in models:
                 raise ArraysError(f"{host}: array {raw['name']}: model {raw['model']!r} is not in {CATALOGUE_VAR}")
-            level = int(str(raw["level"]).removeprefix("raid"))
-            out[str(raw["name"])] = array_economics(level, len(raw["members"]), len(raw.get("spares", [])),
-                                                    models[raw["model"]], life, price)  # fmt: skip
+            level, spares = raid_level(raw["level"]), len(raw.get("spares", []))
+            out[str(raw["name"])] = array_economics(
+                level, len(raw["members"]), spares, models[raw["model"]], life, price
+            )
     return out
 
 

@@ -30,6 +30,14 @@ MIN_MEMBERS = {0: 2, 1: 2, 5: 3, 6: 4, 10: 2}  # md RAID level -> the fewest mem
 MIB = 1 << 20
 
 
+def raid_level(value: Any) -> int:
+    """An md RAID level as an inventory gives it (6, "6" or "raid6"); ValueError when it is not one md has."""
+    text = str(value).removeprefix("raid")
+    if isinstance(value, bool) or text not in {str(k) for k in MIN_MEMBERS}:
+        raise ValueError(f"{value!r} is not one of {', '.join(str(k) for k in MIN_MEMBERS)} (md RAID levels)")
+    return int(text)
+
+
 def data_disks(level: int, members: int) -> int:
     """Members' worth of data in a stripe of an md array (RAID 10: the near-2 layout): what its file system aligns
     to (roles/storage_array) and how many members' rates a full-stripe write carries."""
@@ -103,7 +111,7 @@ def site_arrays(inventory: Inventory, host: str) -> list[ArrayModel]:
             members.append(
                 Member(disk["name"], _limit(profile, "bytes"), _limit(profile, "iops"), bool(disk.get("rotational")))
             )
-        arrays.append(ArrayModel(host, str(raw["name"]), int(str(raw["level"]).removeprefix("raid")), tuple(members)))
+        arrays.append(ArrayModel(host, str(raw["name"]), raid_level(raw["level"]), tuple(members)))
     return arrays
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 from testbed.drill import DrillError, summarize
-from testbed.storage import BY_ID
+from testbed.storage import BY_ID, raid_level
 
 PULLS = ("detach", "fail")
 REDUNDANT = (1, 5, 6, 10)  # levels that survive the loss of a member
@@ -31,7 +31,10 @@ def drill_disk_failure_plan(
     if found is None:
         names = ", ".join(str(a.get("name")) for a in arrays if isinstance(a, Mapping))
         raise AnsibleFilterError(f"drill_disk_failure: drill_array={array!r} is not an array of this node ({names})")
-    level = int(str(found.get("level")).removeprefix("raid"))
+    try:
+        level = raid_level(found.get("level"))
+    except ValueError as exc:
+        raise AnsibleFilterError(f"drill_disk_failure: array {array}: level {exc}") from None
     if level not in REDUNDANT:
         raise AnsibleFilterError(
             f"drill_disk_failure: array {array} is RAID {level}, which loses its data with a member: drill an array of"

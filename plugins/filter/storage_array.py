@@ -24,7 +24,14 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 from magellan import contract
-from testbed.storage import MIN_MEMBERS, array_economics, catalogue_exposition, data_disks, parse_catalogue
+from testbed.storage import (
+    MIN_MEMBERS,
+    array_economics,
+    catalogue_exposition,
+    data_disks,
+    parse_catalogue,
+    raid_level,
+)
 
 FILESYSTEMS = ("xfs", "ext4")
 DISCARD = ("fstrim", "online", "none")  # periodic TRIM (fstrim.timer), the discard mount option, or neither
@@ -85,10 +92,10 @@ def _one(raw: Any, defaults: Mapping[str, Any]) -> dict[str, Any]:
     if unknown:
         raise _fail(name, ", ".join(unknown), f"unknown field(s); an array takes {', '.join(sorted(FIELDS))}")
     a = {**defaults, **raw}
-    level = a.get("level")
-    if isinstance(level, bool) or str(level).removeprefix("raid") not in {str(k) for k in MIN_MEMBERS}:
-        raise _fail(name, "level", f"{level!r} is not one of {', '.join(str(k) for k in MIN_MEMBERS)} (md RAID levels)")
-    level = int(str(level).removeprefix("raid"))
+    try:
+        level = raid_level(a.get("level"))
+    except ValueError as exc:
+        raise _fail(name, "level", str(exc)) from None
     members = _devices(name, "members", a.get("members"))
     spares = _devices(name, "spares", a.get("spares", []))
     wipe = _devices(name, "wipe", a.get("wipe", []))
