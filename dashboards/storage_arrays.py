@@ -59,7 +59,8 @@ def io_figures(matchers: str, label: str, by_array: bool) -> list[timeseries.Pan
         return device_rate(f"{DISK}{name}", matchers)
 
     def latency(time: str, ops: str) -> str:
-        return f"{rate(time)} / {rate(ops)}"
+        # 0/0 is NaN, which a panel shows as "No data": while a device does no I/O of a kind, its latency is 0
+        return f"{rate(time)} / clamp_min({rate(ops)}, 1e-9)"
 
     return [
         timeseries_panel(
@@ -84,8 +85,8 @@ def io_figures(matchers: str, label: str, by_array: bool) -> list[timeseries.Pan
         timeseries_panel(
             f"Average latency per {label}",
             "Time a read (a write) took on average over the window, queueing included: the rate of the time all "
-            "reads took divided by the rate of reads, so every request weighs the same. No value while the device "
-            "does no I/O of that kind.",
+            "reads took divided by the rate of reads, so every request weighs the same. 0 while the device does no "
+            "I/O of that kind.",
             "s",
             [
                 target(q(latency("read_time_seconds_total", "reads_completed_total")), f"{legend} read", "A"),
