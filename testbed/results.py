@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Sequence
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.core import GaugeMetricFamily
 
 from magellan import contract
 from testbed import analysis
+from testbed.exposition import text_exposition
 from testbed.inventory import Inventory, ansible_command, ansible_env
 from testbed.model import Comparison
 
@@ -78,18 +76,6 @@ def exposition(c: Comparison, tolerance_pct: float, group: str = DEFAULT_GROUP) 
     finished.add_metric([group, c.workload, str(c.readers), fmt], c.finished.timestamp())
 
     return text_exposition([ratio, spread, expected, tolerance, eps, read, eff, repeats, failed, finished])
-
-
-def text_exposition(families: Sequence[Metric]) -> str:
-    """Metric families as Prometheus text exposition (what node_exporter's textfile collector reads)."""
-
-    class _Collector(Collector):
-        def collect(self) -> Sequence[Metric]:
-            return families
-
-    registry = CollectorRegistry()
-    registry.register(_Collector())
-    return generate_latest(registry).decode()
 
 
 def publish(

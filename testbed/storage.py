@@ -22,8 +22,8 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 
 from magellan import contract
+from testbed.exposition import text_exposition
 from testbed.inventory import Inventory, InventoryError
-from testbed.results import text_exposition
 
 BY_ID = "/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_"  # QEMU's SCSI disk with serial <name>, as the guest's udev names it
 MIN_MEMBERS = {0: 2, 1: 2, 5: 3, 6: 4, 10: 2}  # md RAID level -> the fewest members mdadm accepts
