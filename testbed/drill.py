@@ -42,6 +42,7 @@ KIB = 1024
 TB = 1e12  # a catalogue terabyte (10^12 bytes, as disks are sold)
 ALERT = "MagellanArrayDegraded"  # roles/prometheus/files/magellan.rules.yml: magellan_storage_md_degraded_disks > 0
 LOADS = ("idle", "readers")  # a rebuild with nothing else on the array, and one under a storm of readers
+CLEAN_GRACE = 5.0  # s after the playbook saw the array whole that the sampler (0.5 s beat, a loaded guest) may take
 DEFAULT_CAPACITY_TB = 16.0  # the exposure window's capacity when the array names no catalogue model
 
 
@@ -137,8 +138,12 @@ def _slope(during: Sequence[MdSample]) -> float:
     return (done[-1].done_sectors - done[0].done_sectors) * SECTOR / (done[-1].t - done[0].t)  # type: ignore[operator]
 
 
-def rebuild(samples: Sequence[MdSample], load: str, start: float, end: float) -> Rebuild:
-    """The rebuild of one phase from the samples taken between start and end (node clock)."""
+def rebuild(samples: Sequence[MdSample], load: str, start: float, end: float, until: float | None = None) -> Rebuild:
+    """The rebuild of one phase from the samples taken between start and end (node clock): end is when the playbook
+    saw the array whole and idle again. The sampler reads md on its own beat, so its first sample that shows it may
+    come a little later: that sample is looked for up to `until` (default end), and the array counts as whole again
+    at the earlier of the two."""
+    until = end if until is None else max(until, end)
     phase = [s for s in samples if start <= s.t <= end]
     degraded = next((s for s in phase if s.degraded), None)
     if degraded is None:
@@ -147,9 +152,10 @@ def rebuild(samples: Sequence[MdSample], load: str, start: float, end: float) ->
     if not recovering:
         raise DrillError(f"{load}: md never showed sync_action 'recover' after the member was added")
     first = recovering[0]
-    clean = next((s for s in phase if s.t > first.t and s.action == "idle" and s.degraded == 0), None)
+    later = [s for s in samples if first.t < s.t <= until]
+    clean = next((s for s in later if s.action == "idle" and s.degraded == 0), None)
     if clean is None:
-        raise DrillError(f"{load}: the array was not idle and whole again by {end:.1f}")
+        raise DrillError(f"{load}: the array was not idle and whole again by {until:.1f}")
     during = [s for s in phase if first.t <= s.t < clean.t]
     totals = [s.total_sectors for s in during if s.total_sectors]
     if not totals:
@@ -159,7 +165,7 @@ def rebuild(samples: Sequence[MdSample], load: str, start: float, end: float) ->
         load=load,
         degraded_at=degraded.t,
         recovery_started=first.t,
-        clean_at=clean.t,
+        clean_at=min(clean.t, end),
         member_bytes=max(totals) * SECTOR,
         md_speed_median=statistics.median(speeds) if speeds else 0.0,
         md_speed_peak=max(speeds, default=0.0),
@@ -194,9 +200,11 @@ def readers_rate(lines: Iterable[str]) -> dict[str, Any]:
     }
 
 
-def _phase(samples: Sequence[MdSample], raw: Mapping[str, Any], capacity_tb: float | None) -> dict[str, Any]:
+def _phase(
+    samples: Sequence[MdSample], raw: Mapping[str, Any], capacity_tb: float | None, until: float
+) -> dict[str, Any]:
     load = str(raw["load"])
-    r = rebuild(samples, load, float(raw["start"]), float(raw["end"]))
+    r = rebuild(samples, load, float(raw["start"]), float(raw["end"]), until)
     added = float(raw["added"])
     return {
         "load": load,
@@ -226,9 +234,13 @@ def summarize(raw: Mapping[str, Any]) -> dict[str, Any]:
     samples = parse_samples(raw.get("samples") or [])
     capacity = raw.get("capacity_tb")
     capacity_tb = float(capacity) if isinstance(capacity, int | float) and not isinstance(capacity, bool) else None
-    phases = [_phase(samples, p, capacity_tb) for p in raw.get("phases") or []]
-    if not phases:
+    raws = list(raw.get("phases") or [])
+    if not raws:
         raise DrillError("the drill recorded no phase (no member was pulled)")
+    # a phase's clean sample may come up to CLEAN_GRACE after its end, never after the next phase's start
+    starts = [float(p["start"]) for p in raws[1:]] + [float("inf")]
+    untils = [min(float(p["end"]) + CLEAN_GRACE, n) for p, n in zip(raws, starts, strict=True)]
+    phases = [_phase(samples, p, capacity_tb, u) for p, u in zip(raws, untils, strict=True)]
     final = raw.get("verify") or {}
     written = int((raw.get("data") or {}).get("bytes", 0))
     verified = int(final.get("bytes", 0))

@@ -258,3 +258,21 @@ def test_a_recorded_drill_gives_the_result_it_gave_on_the_site() -> None:
     assert golden["bytes_lost"] == 0 and golden["accel"] == "tcg"
     assert 15 < idle["rebuild_seconds"] < loaded["rebuild_seconds"] < 120
     assert idle["completed_rate"] == pytest.approx(idle["rebuild_rate"], rel=0.1)
+
+
+def test_the_samplers_clean_sample_may_come_just_after_the_playbook_saw_it() -> None:
+    # CI: the playbook saw the array whole at 117.3; the sampler's last sample before was still recovering
+    rows = phase_lines(100.0, rebuild_s=12.5)
+    samples = drill.parse_samples(rows)
+    r = drill.rebuild(samples, "idle", 100.0, 117.3, until=122.3)
+    assert r.clean_at == pytest.approx(117.3) and r.seconds == pytest.approx(12.3)
+    with pytest.raises(drill.DrillError, match=r"not idle and whole again by 117\.3"):
+        drill.rebuild(samples, "idle", 100.0, 117.3)
+    # in a drill's record: the grace reaches past the phase's end, never into the next phase
+    phases = [{"load": "idle", "start": 100.0, "added": 105.0, "end": 117.3},
+              {"load": "readers", "start": 117.4, "added": 205.0, "end": 236.0}]  # fmt: skip
+    raw = {"samples": rows + phase_lines(200.0, 30.0), "phases": phases, "data": {"bytes": 1}, "verify": {"bytes": 1}}
+    with pytest.raises(drill.DrillError, match=r"idle: the array was not idle and whole again by 117\.4"):
+        drill.summarize(raw)
+    phases[1]["start"] = 130.0
+    assert [p["rebuild_seconds"] for p in drill.summarize(raw)["phases"]] == pytest.approx([12.3, 30.0])
