@@ -63,6 +63,8 @@ PORTS: Mapping[str, int] = {
     "mariadb": 3306,
     # XRootD (its own default): roles/xrootd serves the storage nodes' arrays to the jobs (root://<node>/<path>).
     "xrootd": 1094,
+    # NFSv4 (its own port): roles/nfs_export exports the storage nodes' arrays on it, to the hosts of group nfs_clients.
+    "nfs": 2049,
 }
 # The ports srun listens on for its steps' I/O and messages (slurm.conf SrunPortRange), in the syntax Slurm and
 # nftables share. Without it srun takes any ephemeral port and no firewall can let the steps' answers in. Slurm asks

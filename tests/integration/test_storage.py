@@ -116,3 +116,29 @@ def test_an_analysis_job_on_a_compute_node_reads_the_array_over_xrootd(site: Inv
         assert probe_from(site, "head", site.node(STORAGE).address, port) == "ConnectionRefusedError"
     finally:
         run(site, f"rm -rf {XROOTD_DIR}")
+
+
+NFS_MOUNT = "/mnt/magellan-nfs-test"
+
+
+def test_a_client_guest_reads_the_array_over_nfs(site: Inventory) -> None:
+    """Role nfs_export: vm1 (group nfs_clients, a guest: the host kernel has no NFS client) mounts storage1's export
+    over NFSv4 through the firewall and reads a file of the SSD array with the same checksum; the export is read-only
+    (a write is refused by the server, even on a read-write mount); compute1, not a client, is refused the port."""
+    served = "/srv/arrays/ssd/magellan-nfs-test.bin"
+    local = run(site, f"head -c 8388608 /dev/urandom > {served}.partial && mv {served}.partial {served} && "
+                      f"sha256sum < {served}")  # fmt: skip
+    address = site.node(STORAGE).address
+    try:
+        mount = node_shell(site, "vm1", f"mkdir -p {NFS_MOUNT} && mount -t nfs4 -o rw,vers=4.2 "
+                           f"{address}:/srv/arrays {NFS_MOUNT} && findmnt -no FSTYPE {NFS_MOUNT}")  # fmt: skip
+        assert mount.returncode == 0 and mount.stdout.split() == ["nfs4"], mount.stderr
+        remote = node_shell(site, "vm1", f"sha256sum < {NFS_MOUNT}/ssd/{served.rsplit('/', 1)[1]}")
+        assert remote.returncode == 0 and remote.stdout.strip() == local, remote.stderr
+        write = node_shell(site, "vm1", f"touch {NFS_MOUNT}/ssd/written-over-nfs")
+        assert write.returncode != 0 and "Read-only file system" in write.stderr, write
+        assert run(site, "test -e /srv/arrays/ssd/written-over-nfs; echo $?") == "1"
+        assert probe_from(site, "compute1", address, contract.PORTS["nfs"]) == "ConnectionRefusedError"
+    finally:
+        node_shell(site, "vm1", f"umount {NFS_MOUNT}")
+        run(site, f"rm -f {served}")

@@ -20,9 +20,11 @@ for unit in cloud-config.service cloud-final.service; do
 done
 
 # Services and timers the packages enabled: the node roles enable what the node needs, when it is configured.
-for unit in munge.service slurmd.service prometheus-node-exporter.service e2scrub_reap.service; do
+for unit in munge.service slurmd.service prometheus-node-exporter.service e2scrub_reap.service nfs-server.service \
+  rpcbind.service; do
   rm -f "$tree/etc/systemd/system/multi-user.target.wants/$unit"
 done
+rm -f "$tree/etc/systemd/system/sockets.target.wants/rpcbind.socket"
 for unit in apt-daily-upgrade.timer apt-daily.timer dpkg-db-backup.timer e2scrub_all.timer fstrim.timer; do
   rm -f "$tree/etc/systemd/system/timers.target.wants/$unit"
 done
