@@ -146,7 +146,7 @@ lock:
 	rm -rf $(STATE)/lockvenv && $(PYTHON) -m venv $(STATE)/lockvenv
 	$(STATE)/lockvenv/bin/pip install -q ansible molecule 'molecule-plugins[podman]' pytest-testinfra ansible-lint \
 	  yamllint mitogen prometheus-client grafana-foundation-sdk grafana-client rich matplotlib uproot awkward hist ruff mypy pytest hypothesis \
-	  playwright bcrypt PyMySQL \
+	  playwright bcrypt PyMySQL openstacksdk requests-mock \
 	  types-PyYAML \
 	  setuptools wheel
 	$(STATE)/lockvenv/bin/pip freeze --all | grep -v '^pip==' > requirements.txt

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from dashboards import lint as dashboards_lint
 from magellan import contract
@@ -25,10 +26,13 @@ from testbed.model import Comparison
 from testbed.prom import PromClient, PromError
 from testbed.render import print_campaign
 from testbed.results import PublishError, publish
+from testbed.tier3 import Tier3Error
+from testbed.tier3 import spec as tier3_spec
 
 REPO = Path(__file__).resolve().parent.parent
 INVENTORY = REPO / "inventories" / "local"  # the site in a box
 REPORTS = REPO / "reports"  # where campaigns write their report directories and render its pages
+TIER3_SPECS = REPO / "inventories" / "tier3"  # testbed tier3 up NAME reads TIER3_SPECS/NAME.yml
 
 
 def _names(text: str, known: tuple[str, ...]) -> list[str]:
@@ -196,8 +200,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     ar.add_argument("--until", type=_utc, metavar="TIME", help="end: a time (ISO 8601; default: now)")
     ar.add_argument("--csv", type=Path, metavar="FILE", help="also write the rows as CSV (hours and bytes)")
-    _arrays_parser(sub)
-    _drill_parser(sub)
+    for add_parser in (_arrays_parser, _drill_parser, _tier3_parser):
+        add_parser(sub)
     return p
 
 
@@ -297,6 +301,90 @@ def _drill(args: argparse.Namespace, console: Console) -> int:
     if unchecked:
         console.print(f"[red]the alert could not be looked up:[/] {unchecked}", highlight=False)
     return 0 if drill.passed(result, alerts) and not unchecked else 1
+
+
+def _tier3_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    t3 = sub.add_parser("tier3", help="a virtual Tier-3 from a small YAML description: up, status, scale, down")
+    tsub = t3.add_subparsers(dest="tier3_command", required=True)
+    spec_help = f"a Tier-3 description: a path, or a name of {TIER3_SPECS.relative_to(REPO)}/NAME.yml"
+    for name, text in (
+        ("up", "create what the description says, or complete it (idempotent; resumes a failed run)"),
+        ("status", "what exists of the Tier-3"),
+        ("scale", "grow or shrink it to --workers workers"),
+        ("down", "remove everything labelled as the Tier-3's, and nothing else"),
+    ):
+        cmd = tsub.add_parser(name, help=text)
+        cmd.add_argument("tier3", metavar="NAME" if name == "down" else "SPEC", help=spec_help)
+        cmd.add_argument("--cloud", help="the clouds.yaml entry (default: the description's cloud)")
+        if name in ("up", "scale"):
+            cmd.add_argument("--workers", type=int, required=name == "scale", help="number of workers")
+            cmd.add_argument(
+                "--inventory-out",
+                type=Path,
+                help="where to write its inventory (default: .testbed/tier3/NAME/hosts.yml)",
+            )
+
+
+def _tier3_spec(text: str) -> Path:
+    path = Path(text)
+    return path if path.suffix in (".yml", ".yaml") or "/" in text else TIER3_SPECS / f"{text}.yml"
+
+
+def _openstack_tier3(args: argparse.Namespace, spec: tier3_spec.Tier3Spec | None, console: Console) -> int:
+    import openstack  # noqa: PLC0415 -- openstacksdk is slow to import, and only this command needs it
+
+    from testbed.tier3 import inventory as tier3_inventory  # noqa: PLC0415
+    from testbed.tier3.openstack import OpenStackProvider  # noqa: PLC0415
+
+    cloud = args.cloud or (spec.cloud if spec else None)
+    if not cloud:
+        console.print(f"[red]error:[/] no description {_tier3_spec(args.tier3)}: give the cloud with --cloud")
+        return 2
+    name = spec.name if spec else args.tier3
+    if not tier3_spec.NAME.fullmatch(name):
+        raise tier3_spec.Tier3SpecError(f"{name!r} is not a Tier-3's name; give the name its description has")
+    provider = OpenStackProvider(openstack.connect(cloud=cloud))
+    if args.tier3_command == "down":
+        outcome = provider.down(name)
+        console.print("\n".join(f"deleted {what}" for what in outcome.deleted) or "nothing carries its label")
+        return 0
+    assert spec is not None
+    if args.tier3_command == "status":
+        table = Table("kind", "name", "state")
+        for row in provider.status(spec):
+            table.add_row(*row)
+        console.print(table)
+        return 0
+    outcome = provider.scale(spec, spec.workers) if args.tier3_command == "scale" else provider.up(spec)
+    for what in outcome.created:
+        console.print(f"created {what}")
+    console.print(f"{len(outcome.reused)} resources were there already; {len(outcome.deleted)} deleted")
+    out = args.inventory_out or REPO / ".testbed" / "tier3" / spec.name / "hosts.yml"
+    tier3_inventory.write(out, tier3_inventory.inventory(outcome.servers, spec.name, spec.ssh_user))
+    console.print(f"head node: {spec.ssh_user}@{outcome.floating_ip}; inventory written to [bold]{out}[/]")
+    console.print(f"next: ansible-playbook -i {out} playbooks/site.yml")
+    return 0
+
+
+def _local_tier3(args: argparse.Namespace, spec: tier3_spec.Tier3Spec | None, console: Console) -> int:
+    console.print("[red]error:[/] the local Tier-3 provider is not available in this version; use provider: openstack")
+    return 2
+
+
+TIER3_PROVIDERS: dict[str, Callable[[argparse.Namespace, tier3_spec.Tier3Spec | None, Console], int]] = {
+    "openstack": _openstack_tier3,
+    "local": _local_tier3,
+}
+
+
+def _tier3(args: argparse.Namespace, console: Console) -> int:
+    path = _tier3_spec(args.tier3)
+    if args.tier3_command == "down" and (args.cloud or not path.exists()):
+        return TIER3_PROVIDERS["openstack"](args, None, console)  # NAME on the cloud --cloud: no description needed
+    spec = tier3_spec.load(path)
+    if getattr(args, "workers", None) is not None:
+        spec = spec.with_workers(args.workers)  # checks the number before anything is made
+    return TIER3_PROVIDERS[spec.provider](args, spec, console)
 
 
 def _since(text: str) -> datetime:
@@ -582,6 +670,7 @@ def main(argv: list[str] | None = None) -> int:
             "accounting": _accounting,
             "arrays": _arrays,
             "drill": _drill,
+            "tier3": _tier3,
         }.get(args.command, _compare)
         return run(args, console)
     except (
@@ -594,6 +683,8 @@ def main(argv: list[str] | None = None) -> int:
         pages.RenderError,
         arrays.ArraysError,
         drill.DrillError,
+        tier3_spec.Tier3SpecError,
+        Tier3Error,
     ) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 1

@@ -1,0 +1,390 @@
+"""A replay of an OpenStack cloud for the tier3 provider's tests: requests-mock answers openstacksdk's HTTP requests
+with the recorded response bodies of tests/fixtures/openstack/ (Keystone v3, Nova 2.1 up to microversion 2.53,
+Neutron v2.0, Glance v2, Cinder v3; see its README), filled in from a small in-memory state so that what one request
+creates the next one lists. No cloud is contacted: every URL is under *.example.com and requests-mock refuses any
+request it does not know.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import json
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import openstack.connection
+import requests_mock
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "openstack"
+TOKEN = json.loads((FIXTURES / "keystone-v3-token.json").read_text())
+PROJECT = TOKEN["token"]["project"]["id"]
+NEUTRON_KINDS = {
+    "networks": "network",
+    "subnets": "subnet",
+    "routers": "router",
+    "security-groups": "security_group",
+    "security-group-rules": "security_group_rule",
+    "ports": "port",
+    "floatingips": "floatingip",
+}
+FIXTURE_OF = {"security_group": "security-group", "security_group_rule": "security-group-rule"}
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+def template(kind: str) -> dict[str, Any]:
+    body = fixture(FIXTURE_OF.get(kind, kind))
+    return copy.deepcopy(body.get(kind, body))
+
+
+class Cloud:
+    """The cloud's state (resources by kind and id), and the requests-mock adapter that serves it."""
+
+    def __init__(self, mock: requests_mock.Mocker) -> None:
+        self.mock = mock
+        self.state: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in NEUTRON_KINDS.values()}
+        self.state |= {"server": {}, "keypair": {}, "image": {}, "volume": {}}
+        self.failures: list[tuple[str, re.Pattern[str], int, str]] = []
+        self.boot_errors: set[str] = set()  # server names that go ERROR after create
+        self._fip = 0
+        discovery = {
+            "https://identity.example.com/": "keystone-discovery",
+            "https://compute.example.com/v2.1/": "compute-version",
+            "https://network.example.com/": "network-version",
+            "https://image.example.com/": "image-version",
+            "https://block-storage.example.com/": "block-storage-version",
+            "https://block-storage.example.com/v3/": "block-storage-version",
+        }
+        for url, name in discovery.items():
+            mock.get(url, json=fixture(name))
+        mock.get("https://compute.example.com/v2.1", json=fixture("compute-version"))
+        mock.post(
+            "https://identity.example.com/v3/auth/tokens",
+            json=TOKEN,
+            status_code=201,
+            headers={"X-Subject-Token": "gAAAAAB-recorded-token"},
+        )
+        mock.register_uri(requests_mock.ANY, re.compile(r"https://network\.example\.com/v2\.0/.*"), json=self._neutron)
+        mock.register_uri(requests_mock.ANY, re.compile(r"https://compute\.example\.com/v2\.1/.+"), json=self._nova)
+        mock.register_uri(requests_mock.ANY, re.compile(r"https://image\.example\.com/v2/.*"), json=self._glance)
+        mock.register_uri(
+            requests_mock.ANY, re.compile(r"https://block-storage\.example\.com/v3/.+"), json=self._cinder
+        )
+
+    # -- helpers for the tests ------------------------------------------------------------------------------------
+
+    def connection(self) -> openstack.connection.Connection:
+        return openstack.connection.Connection(
+            auth_url="https://identity.example.com",
+            username="tier3-operator",
+            password="recorded",
+            project_name="magellan",
+            user_domain_name="Default",
+            project_domain_name="Default",
+            region_name="RegionOne",
+        )
+
+    def fail(self, method: str, path: str, status: int = 500, message: str = "Internal Server Error") -> None:
+        """The next `method` request whose path matches `path` (a regex) answers `status` instead."""
+        self.failures.append((method, re.compile(path), status, message))
+
+    def add(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """A resource that exists before the test (a foreign one, or a leftover)."""
+        body = template(kind) | {"id": fields.pop("id", uuid.uuid4().hex)} | fields
+        self.state[kind][body["id"]] = body
+        return body
+
+    def named(self, kind: str, name: str) -> list[dict[str, Any]]:
+        return [r for r in self.state[kind].values() if r.get("name") == name]
+
+    def writes(self) -> list[tuple[str, str]]:
+        """(method, path) of every request that changed something, in order (Keystone's token POST excepted)."""
+        return [
+            (r.method, urlparse(r.url).path)
+            for r in self.mock.request_history
+            if r.method in ("POST", "PUT", "PATCH", "DELETE") and "identity" not in r.url
+        ]
+
+    # -- dispatch -------------------------------------------------------------------------------------------------
+
+    def _failure(self, request: Any, context: Any) -> dict[str, Any] | None:
+        for i, (method, path, status, message) in enumerate(self.failures):
+            if request.method == method and path.search(urlparse(request.url).path):
+                del self.failures[i]
+                context.status_code = status
+                return {"computeFault" if "compute" in request.url else "NeutronError": {"message": message}}
+        return None
+
+    @staticmethod
+    def _query(request: Any) -> dict[str, str]:
+        return {k: v[-1] for k, v in parse_qs(urlparse(request.url).query).items()}
+
+    @staticmethod
+    def _matches(resource: dict[str, Any], query: dict[str, str]) -> bool:
+        for key, value in query.items():
+            if key in ("fields", "limit", "marker", "sort_key", "sort_dir"):
+                continue
+            if key in ("tags", "tag"):
+                if not set(value.split(",")) <= set(resource.get("tags") or []):
+                    return False
+            elif str(resource.get(key)).lower() != value.lower():
+                return False
+        return True
+
+    def _neutron(self, request: Any, context: Any) -> Any:
+        if (failed := self._failure(request, context)) is not None:
+            return failed
+        parts = urlparse(request.url).path.split("/")[2:]  # after /v2.0
+        if not parts or not parts[0]:
+            return fixture("network-version")
+        kind = NEUTRON_KINDS[parts[0]]
+        store = self.state[kind]
+        body = request.json() if request.body else {}
+        if len(parts) == 1 and request.method == "GET":
+            return {f"{kind}s": [r for r in store.values() if self._matches(r, self._query(request))]}
+        if len(parts) == 1 and request.method == "POST":
+            context.status_code = 201
+            return {kind: self._neutron_create(kind, body[kind])}
+        resource = store.get(parts[1])
+        if resource is None:
+            context.status_code = 404
+            return {"NeutronError": {"type": "NotFound", "message": f"{kind} {parts[1]} could not be found."}}
+        if len(parts) == 3 and parts[2] == "tags":
+            resource["tags"] = body["tags"]
+            return {"tags": body["tags"]}
+        if len(parts) == 3 and parts[2] == "add_router_interface":
+            subnet = self.state["subnet"][body["subnet_id"]]
+            port = self._port(subnet["network_id"], resource["id"], "network:router_interface", subnet["gateway_ip"])
+            return {"id": resource["id"], "subnet_id": subnet["id"], "port_id": port["id"], "tenant_id": PROJECT}
+        if len(parts) == 3 and parts[2] == "remove_router_interface":
+            port = self.state["port"].pop(body["port_id"])
+            return {"id": resource["id"], "port_id": port["id"], "subnet_id": port["fixed_ips"][0]["subnet_id"]}
+        if request.method == "GET":
+            return {kind: resource}
+        if request.method == "PUT":
+            resource.update(body[kind])
+            if kind == "floatingip":
+                resource["status"] = "ACTIVE" if resource.get("port_id") else "DOWN"
+            return {kind: resource}
+        if request.method == "DELETE":
+            if kind == "network":
+                if any(p["network_id"] == resource["id"] for p in self.state["port"].values()):
+                    context.status_code = 409
+                    return {"NeutronError": {"type": "NetworkInUse", "message": "One or more ports are in use."}}
+                for subnet in [s for s in self.state["subnet"].values() if s["network_id"] == resource["id"]]:
+                    del self.state["subnet"][subnet["id"]]
+            del store[resource["id"]]
+            context.status_code = 204
+            return None
+        raise AssertionError(f"unexpected Neutron request {request.method} {request.url}")
+
+    def _neutron_create(self, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+        resource = self.add(kind, **fields)
+        if kind == "subnet":
+            net = ipaddress.ip_network(resource["cidr"])
+            resource["gateway_ip"] = str(net[1])
+            resource["allocation_pools"] = [{"start": str(net[2]), "end": str(net[-2])}]
+            self.state["network"][resource["network_id"]]["subnets"].append(resource["id"])
+        if kind == "security_group":
+            for ethertype in ("IPv4", "IPv6"):  # what Neutron gives every new group
+                self.add(
+                    "security_group_rule", security_group_id=resource["id"], direction="egress", ethertype=ethertype
+                )
+        if kind == "floatingip":
+            self._fip += 1
+            resource["floating_ip_address"] = f"198.51.100.{100 + self._fip}"
+            resource["status"] = "ACTIVE" if resource.get("port_id") else "DOWN"
+        return resource
+
+    def _port(self, network_id: str, device_id: str, owner: str, address: str | None = None) -> dict[str, Any]:
+        subnet = next(s for s in self.state["subnet"].values() if s["network_id"] == network_id)
+        if address is None:
+            used = {ip["ip_address"] for p in self.state["port"].values() for ip in p["fixed_ips"]}
+            address = next(
+                str(a)
+                for a in ipaddress.ip_network(subnet["cidr"]).hosts()
+                if str(a) not in used | {subnet["gateway_ip"]}
+            )
+        fixed = [{"subnet_id": subnet["id"], "ip_address": address}]
+        return self.add("port", network_id=network_id, device_id=device_id, device_owner=owner, fixed_ips=fixed)
+
+    def _nova(self, request: Any, context: Any) -> Any:
+        if (failed := self._failure(request, context)) is not None:
+            return failed
+        path = urlparse(request.url).path.split("/")[2:]  # after /v2.1
+        body = request.json() if request.body else {}
+        if path == ["flavors", "detail"]:
+            return fixture("flavors")
+        if path[0] == "os-keypairs":
+            return self._keypairs(request, context, path, body)
+        if path[0] != "servers":
+            raise AssertionError(f"unexpected Nova request {request.method} {request.url}")
+        if path == ["servers", "detail"]:
+            return {"servers": [self._server_view(s) for s in self.state["server"].values()]}
+        if path == ["servers"] and request.method == "POST":
+            return self._create_server(body["server"], context)
+        server = self.state["server"].get(path[1])
+        if server is None:
+            context.status_code = 404
+            return {"itemNotFound": {"code": 404, "message": "Instance could not be found."}}
+        if path[2:] == ["os-volume_attachments"] and request.method == "POST":
+            volume = self.state["volume"][body["volumeAttachment"]["volumeId"]]
+            volume["status"] = "in-use"
+            volume["attachments"] = [
+                {
+                    "server_id": server["id"],
+                    "attachment_id": uuid.uuid4().hex,
+                    "volume_id": volume["id"],
+                    "device": "/dev/vdb",
+                    "id": volume["id"],
+                }
+            ]
+            return {
+                "volumeAttachment": template("volume-attachment")["volumeAttachment"]
+                | {"id": volume["id"], "serverId": server["id"], "volumeId": volume["id"]}
+            }
+        if request.method == "GET":
+            if server["status"] == "BUILD":
+                server["status"] = "ERROR" if server["name"] in self.boot_errors else "ACTIVE"
+                if server["status"] == "ERROR":
+                    server["fault"] = {
+                        "code": 500,
+                        "message": "No valid host was found. There are not enough hosts available.",
+                        "created": server["created"],
+                    }
+            return {"server": self._server_view(server)}
+        if request.method == "DELETE":
+            self._delete_server(server)
+            context.status_code = 204
+            return None
+        raise AssertionError(f"unexpected Nova request {request.method} {request.url}")
+
+    def _keypairs(self, request: Any, context: Any, path: list[str], body: dict[str, Any]) -> Any:
+        if len(path) == 1 and request.method == "GET":
+            return {"keypairs": [{"keypair": k} for k in self.state["keypair"].values()]}
+        if len(path) == 1 and request.method == "POST":
+            key = template("keypair") | body["keypair"] | {"fingerprint": "aa:bb:cc"}
+            self.state["keypair"][key["name"]] = key
+            return {"keypair": key}
+        key = self.state["keypair"].get(path[1])
+        if key is None:
+            context.status_code = 404
+            return {"itemNotFound": {"code": 404, "message": f"Keypair {path[1]} not found for user"}}
+        if request.method == "DELETE":
+            del self.state["keypair"][key["name"]]
+            context.status_code = 202
+            return None
+        return {"keypair": key}
+
+    def _create_server(self, fields: dict[str, Any], context: Any) -> dict[str, Any]:
+        net_id = fields["networks"][0]["uuid"]
+        server = template("server") | {
+            "id": uuid.uuid4().hex,
+            "name": fields["name"],
+            "metadata": fields.get("metadata", {}),
+            "key_name": fields.get("key_name"),
+            "security_groups": fields.get("security_groups", []),
+            "image": {"id": fields["imageRef"], "links": []},
+            "flavor_ref": fields["flavorRef"],
+            "status": "BUILD",
+        }
+        self.state["server"][server["id"]] = server
+        self._port(net_id, server["id"], "compute:nova")
+        context.status_code = 202
+        return {
+            "server": {
+                "id": server["id"],
+                "links": [],
+                "OS-DCF:diskConfig": "MANUAL",
+                "adminPass": "x",
+                "security_groups": server["security_groups"],
+            }
+        }
+
+    def _server_view(self, server: dict[str, Any]) -> dict[str, Any]:
+        view = copy.deepcopy(server)
+        view.pop("flavor_ref", None)
+        addresses: dict[str, list[dict[str, Any]]] = {}
+        for port in (p for p in self.state["port"].values() if p["device_id"] == server["id"]):
+            net = self.state["network"][port["network_id"]]["name"]
+            mac = {"OS-EXT-IPS-MAC:mac_addr": port["mac_address"], "version": 4}
+            for ip in port["fixed_ips"]:
+                addresses.setdefault(net, []).append({"addr": ip["ip_address"], "OS-EXT-IPS:type": "fixed"} | mac)
+            for fip in (f for f in self.state["floatingip"].values() if f.get("port_id") == port["id"]):
+                addresses[net].append({"addr": fip["floating_ip_address"], "OS-EXT-IPS:type": "floating"} | mac)
+        view["addresses"] = addresses
+        view["os-extended-volumes:volumes_attached"] = [
+            {"id": v["id"], "delete_on_termination": False}
+            for v in self.state["volume"].values()
+            if any(a["server_id"] == server["id"] for a in v["attachments"])
+        ]
+        return view
+
+    def _delete_server(self, server: dict[str, Any]) -> None:
+        del self.state["server"][server["id"]]
+        for port in [p for p in self.state["port"].values() if p["device_id"] == server["id"]]:
+            del self.state["port"][port["id"]]
+            for fip in self.state["floatingip"].values():
+                if fip.get("port_id") == port["id"]:
+                    fip.update(port_id=None, fixed_ip_address=None, status="DOWN")
+        for volume in self.state["volume"].values():
+            if any(a["server_id"] == server["id"] for a in volume["attachments"]):
+                volume.update(attachments=[], status="available")
+
+    def _glance(self, request: Any, context: Any) -> Any:
+        if (failed := self._failure(request, context)) is not None:
+            return failed
+        path = urlparse(request.url).path.split("/")[2:]  # after /v2
+        store = self.state["image"]
+        if path == ["images"] and request.method == "GET":
+            found = [i for i in store.values() if self._matches(i, self._query(request))]
+            return {"images": found, "schema": "/v2/schemas/images", "first": "/v2/images"}
+        if path == ["images"] and request.method == "POST":
+            image = self.add("image", **request.json())
+            image.update(self="/v2/images/" + image["id"], file=f"/v2/images/{image['id']}/file")
+            context.status_code = 201
+            return image
+        image = store.get(path[1])
+        if image is None:
+            context.status_code = 404
+            return {"message": "No image found", "code": "404 Not Found"}
+        if path[2:] == ["file"] and request.method == "PUT":
+            data = request.body.read() if hasattr(request.body, "read") else request.body
+            image.update(status="active", size=len(data or b""))
+            context.status_code = 204
+            return None
+        if request.method == "DELETE":
+            del store[image["id"]]
+            context.status_code = 204
+            return None
+        return image
+
+    def _cinder(self, request: Any, context: Any) -> Any:
+        if (failed := self._failure(request, context)) is not None:
+            return failed
+        path = urlparse(request.url).path.split("/")[3:]  # after /v3/<project>
+        store = self.state["volume"]
+        if path == ["volumes", "detail"]:
+            query = self._query(request)
+            return {"volumes": [v for v in store.values() if self._matches(v, query)]}
+        if path == ["volumes"] and request.method == "POST":
+            volume = self.add("volume", **request.json()["volume"])
+            context.status_code = 202
+            answer = copy.deepcopy(volume)
+            volume["status"] = "available"  # the next GET finds it made
+            return {"volume": answer}
+        volume = store.get(path[1])
+        if volume is None:
+            context.status_code = 404
+            return {"itemNotFound": {"code": 404, "message": "Volume could not be found."}}
+        if request.method == "DELETE":
+            del store[volume["id"]]
+            context.status_code = 202
+            return None
+        return {"volume": volume}
