@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,8 +55,8 @@ class Rule:
     ethertype: str = "IPv4"
 
 
-def _srun_ports() -> tuple[int, int]:
-    low, _, high = contract.SRUN_PORT_RANGE.partition("-")
+def _srun_ports(srun_port_range: str) -> tuple[int, int]:
+    low, _, high = srun_port_range.partition("-")
     return int(low), int(high or low)
 
 
@@ -64,16 +64,29 @@ def _rule_order(rule: Rule) -> tuple[int, int, str, str]:
     return rule.port_min, rule.port_max, rule.remote_ip_prefix or "", rule.ethertype
 
 
-def security_rules(spec: Tier3Spec) -> list[Rule]:
-    """The ingress rules: SSH and the dashboards from the controller's network; SSH, the site's ports
-    (magellan.contract.PORTS) and srun's range between the Tier-3's own machines. Nothing else."""
+def security_rules(
+    spec: Tier3Spec, ports: Mapping[str, int] | None = None, srun_port_range: str | None = None
+) -> list[Rule]:
+    """The ingress rules: SSH and the dashboards from the controller's network; SSH, the site's ports and srun's
+    range between the Tier-3's own machines. Nothing else. `ports` and `srun_port_range` default to
+    magellan.contract's; playbooks/tier3_openstack.yml passes the site's magellan_ports and magellan_srun_port_range."""
+    ports = contract.PORTS if ports is None else ports
     controller = str(spec.controller_cidr)
     ethertype = f"IPv{spec.controller_cidr.version}"
     rules = {Rule(SSH_PORT, SSH_PORT, controller, ethertype)}
-    rules |= {Rule(contract.PORTS[s], contract.PORTS[s], controller, ethertype) for s in FROM_CONTROLLER}
-    rules |= {Rule(p, p) for p in (SSH_PORT, *contract.PORTS.values())}
-    rules.add(Rule(*_srun_ports()))
+    rules |= {Rule(int(ports[s]), int(ports[s]), controller, ethertype) for s in FROM_CONTROLLER}
+    rules |= {Rule(int(p), int(p)) for p in (SSH_PORT, *ports.values())}
+    rules.add(Rule(*_srun_ports(contract.SRUN_PORT_RANGE if srun_port_range is None else srun_port_range)))
     return sorted(rules, key=_rule_order)
+
+
+def image_name(digest: str) -> str:
+    """The Glance name of the certified image whose sha256 is `digest` (its identity is the tag image_tag)."""
+    return f"magellan-certified-{digest[:12]}"
+
+
+def image_tag(digest: str) -> str:
+    return f"{IMAGE_PROPERTY}={digest}"
 
 
 def image_digest(path: Path) -> str:
@@ -291,8 +304,8 @@ class OpenStackProvider:
 
     def _image(self, spec: Tier3Spec, outcome: Outcome) -> Any:
         digest = image_digest(spec.image_path)
-        tag = f"{IMAGE_PROPERTY}={digest}"
-        name = f"magellan-certified-{digest[:12]}"
+        tag = image_tag(digest)
+        name = image_name(digest)
         with self._step(f"image {name} ({spec.image_path})"):
             for image in self.conn.image.images(tag=tag):
                 if image.status == "active" and image.properties.get(IMAGE_PROPERTY, digest) == digest:

@@ -3,15 +3,25 @@ with the recorded response bodies of tests/fixtures/openstack/ (Keystone v3, Nov
 Neutron v2.0, Glance v2, Cinder v3; see its README), filled in from a small in-memory state so that what one request
 creates the next one lists. No cloud is contacted: every URL is under *.example.com and requests-mock refuses any
 request it does not know.
+
+The same state and routes are also served by `serve(cloud)`, a ThreadingHTTPServer on 127.0.0.1 only, for clients
+in processes of their own (ansible-playbook's modules, tests/unit/test_tier3_playbook.py): http://127.0.0.1:PORT/
+<service>/... stands for https://<service>.example.com/..., and the recorded URLs in the answers (catalog, version
+documents) are rewritten to the loopback ones. A request the replay has no answer for is a 500 there, listed in
+`cloud.errors`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import http.server
 import ipaddress
 import json
 import re
+import threading
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -43,39 +53,96 @@ def template(kind: str) -> dict[str, Any]:
     return copy.deepcopy(body.get(kind, body))
 
 
-class Cloud:
-    """The cloud's state (resources by kind and id), and the requests-mock adapter that serves it."""
+SERVICES = ("identity", "compute", "network", "image", "block-storage")
+RECORDED = "https://{service}.example.com"  # the catalog's hosts, as recorded
 
-    def __init__(self, mock: requests_mock.Mocker) -> None:
+
+class Context:
+    """What a handler sets on its answer (the part of requests-mock's context the handlers use)."""
+
+    def __init__(self) -> None:
+        self.status_code = 200
+        self.headers: dict[str, str] = {}
+
+
+class Request:
+    """A request as the handlers read it (the part of requests-mock's request they use), for the loopback server."""
+
+    def __init__(self, method: str, url: str, body: bytes | None) -> None:
+        self.method = method
+        self.url = url
+        self.body = body or None
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+
+class Cloud:
+    """The cloud's state (resources by kind and id) and its routes, served by requests-mock (`Cloud(mock)`) or by a
+    loopback HTTP server (`serve(cloud)`, for processes of their own such as ansible-playbook's modules)."""
+
+    def __init__(self, mock: requests_mock.Mocker | None = None) -> None:
         self.mock = mock
         self.state: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in NEUTRON_KINDS.values()}
         self.state |= {"server": {}, "keypair": {}, "image": {}, "volume": {}}
         self.failures: list[tuple[str, re.Pattern[str], int, str]] = []
         self.boot_errors: set[str] = set()  # server names that go ERROR after create
+        self.history: list[tuple[str, str]] = []  # (method, recorded URL) of every request answered
+        self.errors: list[str] = []  # requests the loopback server had no answer for (a handler raised)
         self._fip = 0
         discovery = {
             "https://identity.example.com/": "keystone-discovery",
             "https://compute.example.com/v2.1/": "compute-version",
+            "https://compute.example.com/v2.1": "compute-version",
             "https://network.example.com/": "network-version",
             "https://image.example.com/": "image-version",
             "https://block-storage.example.com/": "block-storage-version",
             "https://block-storage.example.com/v3/": "block-storage-version",
         }
-        for url, name in discovery.items():
-            mock.get(url, json=fixture(name))
-        mock.get("https://compute.example.com/v2.1", json=fixture("compute-version"))
-        mock.post(
-            "https://identity.example.com/v3/auth/tokens",
-            json=TOKEN,
-            status_code=201,
-            headers={"X-Subject-Token": "gAAAAAB-recorded-token"},
-        )
-        mock.register_uri(requests_mock.ANY, re.compile(r"https://network\.example\.com/v2\.0/.*"), json=self._neutron)
-        mock.register_uri(requests_mock.ANY, re.compile(r"https://compute\.example\.com/v2\.1/.+"), json=self._nova)
-        mock.register_uri(requests_mock.ANY, re.compile(r"https://image\.example\.com/v2/.*"), json=self._glance)
-        mock.register_uri(
-            requests_mock.ANY, re.compile(r"https://block-storage\.example\.com/v3/.+"), json=self._cinder
-        )
+        # (method or None for any, URL regex matched whole, handler(request, context) -> JSON body or None)
+        self.routes: list[tuple[str | None, re.Pattern[str], Callable[[Any, Any], Any]]] = [
+            ("GET", re.compile(re.escape(url)), self._static(name)) for url, name in discovery.items()
+        ]
+        self.routes += [
+            ("POST", re.compile(re.escape("https://identity.example.com/v3/auth/tokens")), self._token),
+            (None, re.compile(r"https://network\.example\.com/v2\.0/.*"), self._neutron),
+            (None, re.compile(r"https://compute\.example\.com/v2\.1/.+"), self._nova),
+            (None, re.compile(r"https://image\.example\.com/v2/.*"), self._glance),
+            (None, re.compile(r"https://block-storage\.example\.com/v3/.+"), self._cinder),
+        ]
+        if mock is not None:
+            for method, pattern, handler in self.routes:
+                mock.register_uri(
+                    method or requests_mock.ANY,
+                    re.compile(pattern.pattern + r"(\?.*)?$"),
+                    json=self._recorded(handler),
+                )
+
+    @staticmethod
+    def _static(name: str) -> Callable[[Any, Any], Any]:
+        return lambda request, context: fixture(name)
+
+    @staticmethod
+    def _token(request: Any, context: Any) -> Any:
+        context.status_code = 201
+        context.headers["X-Subject-Token"] = "gAAAAAB-recorded-token"
+        return TOKEN
+
+    def _recorded(self, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        def answer(request: Any, context: Any) -> Any:
+            self.history.append((request.method, request.url))
+            return handler(request, context)
+
+        return answer
+
+    def dispatch(self, request: Any, context: Any) -> Any:
+        """The answer to a request whose URL is a recorded one (https://<service>.example.com/...)."""
+        path = request.url.split("?", 1)[0]
+        for method, pattern, handler in self.routes:
+            if method in (None, request.method) and pattern.fullmatch(path):
+                return self._recorded(handler)(request, context)
+        context.status_code = 404
+        return {"error": {"code": 404, "message": f"the replay has no answer for {request.method} {request.url}"}}
 
     # -- helpers for the tests ------------------------------------------------------------------------------------
 
@@ -106,9 +173,9 @@ class Cloud:
     def writes(self) -> list[tuple[str, str]]:
         """(method, path) of every request that changed something, in order (Keystone's token POST excepted)."""
         return [
-            (r.method, urlparse(r.url).path)
-            for r in self.mock.request_history
-            if r.method in ("POST", "PUT", "PATCH", "DELETE") and "identity" not in r.url
+            (method, urlparse(url).path)
+            for method, url in self.history
+            if method in ("POST", "PUT", "PATCH", "DELETE") and "identity" not in url
         ]
 
     # -- dispatch -------------------------------------------------------------------------------------------------
@@ -147,9 +214,12 @@ class Cloud:
         store = self.state[kind]
         body = request.json() if request.body else {}
         if len(parts) == 1 and request.method == "GET":
-            return {f"{kind}s": [r for r in store.values() if self._matches(r, self._query(request))]}
+            found = [r for r in store.values() if self._matches(r, self._query(request))]
+            return {f"{kind}s": [self._neutron_view(kind, r) for r in found]}
         if len(parts) == 1 and request.method == "POST":
             context.status_code = 201
+            if f"{kind}s" in body:  # bulk create, as openstacksdk sends a security group's rules
+                return {f"{kind}s": [self._neutron_create(kind, fields) for fields in body[f"{kind}s"]]}
             return {kind: self._neutron_create(kind, body[kind])}
         resource = store.get(parts[1])
         if resource is None:
@@ -166,7 +236,7 @@ class Cloud:
             port = self.state["port"].pop(body["port_id"])
             return {"id": resource["id"], "port_id": port["id"], "subnet_id": port["fixed_ips"][0]["subnet_id"]}
         if request.method == "GET":
-            return {kind: resource}
+            return {kind: self._neutron_view(kind, resource)}
         if request.method == "PUT":
             resource.update(body[kind])
             if kind == "floatingip":
@@ -183,6 +253,13 @@ class Cloud:
             context.status_code = 204
             return None
         raise AssertionError(f"unexpected Neutron request {request.method} {request.url}")
+
+    def _neutron_view(self, kind: str, resource: dict[str, Any]) -> dict[str, Any]:
+        """A security group shows its rules, as Neutron's does."""
+        if kind != "security_group":
+            return resource
+        rules = [r for r in self.state["security_group_rule"].values() if r["security_group_id"] == resource["id"]]
+        return resource | {"security_group_rules": copy.deepcopy(rules)}
 
     def _neutron_create(self, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
         resource = self.add(kind, **fields)
@@ -221,6 +298,12 @@ class Cloud:
         body = request.json() if request.body else {}
         if path == ["flavors", "detail"]:
             return fixture("flavors")
+        if path[0] == "flavors" and len(path) == 2:  # by id; a name is not an id (openstacksdk then lists)
+            for flavour in fixture("flavors")["flavors"]:
+                if flavour["id"] == path[1]:
+                    return {"flavor": flavour}
+            context.status_code = 404
+            return {"itemNotFound": {"code": 404, "message": f"Flavor {path[1]} could not be found."}}
         if path[0] == "os-keypairs":
             return self._keypairs(request, context, path, body)
         if path[0] != "servers":
@@ -359,6 +442,14 @@ class Cloud:
             image.update(status="active", size=len(data or b""))
             context.status_code = 204
             return None
+        if request.method == "PATCH":  # a JSON patch of the image's properties (openstack.cloud.image sets them so)
+            for change in request.json():
+                key = change["path"].lstrip("/")
+                if change["op"] in ("add", "replace"):
+                    image[key] = change["value"]
+                elif change["op"] == "remove":
+                    image.pop(key, None)
+            return image
         if request.method == "DELETE":
             del store[image["id"]]
             context.status_code = 204
@@ -388,3 +479,75 @@ class Cloud:
             context.status_code = 202
             return None
         return {"volume": volume}
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serves a Cloud on 127.0.0.1: /<service>/<path> is the recorded https://<service>.example.com/<path>, and every
+    recorded URL in an answer is rewritten to the loopback one, so a client that follows the catalog stays here."""
+
+    cloud: Cloud
+    lock: threading.Lock
+    protocol_version = "HTTP/1.1"
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            data = b""
+            while size := int(self.rfile.readline().strip() or b"0", 16):
+                data += self.rfile.read(size)
+                self.rfile.readline()
+            self.rfile.readline()
+            return data
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _answer(self) -> None:
+        root = f"http://{self.server.server_address[0]}:{self.server.server_address[1]}"  # type: ignore[index]
+        service, _, rest = self.path.lstrip("/").partition("/")
+        body = self._body()
+        context = Context()
+        answer: Any
+        if service not in SERVICES:
+            context.status_code, answer = 404, {"error": {"message": f"no service {service!r} here"}}
+        else:
+            with self.lock:
+                try:
+                    answer = self.cloud.dispatch(
+                        Request(self.command, f"{RECORDED.format(service=service)}/{rest}", body), context
+                    )
+                except Exception as exc:  # an answer the replay lacks: say which, as a server error would
+                    context.status_code = 500
+                    answer = {"error": {"code": 500, "message": f"replay: {type(exc).__name__}: {exc}"}}
+                    self.cloud.errors.append(f"{self.command} {self.path}: {type(exc).__name__}: {exc}")
+        data = b""
+        if answer is not None:
+            text = json.dumps(answer)
+            for name in SERVICES:
+                text = text.replace(RECORDED.format(service=name), f"{root}/{name}")
+            data = text.encode()
+        self.send_response(context.status_code)
+        for key, value in context.headers.items():
+            self.send_header(key, value)
+        if data:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve(cloud: Cloud) -> Iterator[str]:
+    """Serve `cloud` on a free port of 127.0.0.1 (loopback only) in a thread; yields the Keystone URL."""
+    handler = type("Handler", (_Handler,), {"cloud": cloud, "lock": threading.Lock()})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="openstack-replay", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/identity"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
