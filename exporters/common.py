@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Literal
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.samples import Sample
 
+from exporters import web
 from magellan import contract
 
 if TYPE_CHECKING:
@@ -42,23 +44,65 @@ def family(kind: Kind, name: str, doc: str, labels: Sequence[str]) -> Family:
     return (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(name, doc, labels=labels)
 
 
+class _Formatted:
+    """A family of Families: its samples as prometheus_client's add_metric makes them, and each also formatted as
+    exporters.web writes it (`lines`), once, when it is added: a scrape formats a label set once for all the figures
+    that share it, not once per sample."""
+
+    name: str
+    samples: list[Sample]
+    _labelnames: tuple[str, ...]
+
+    def _init_lines(self, suffix: str) -> None:
+        self.lines: list[str] = []
+        self.sample_name = self.name + suffix
+
+    def add_series(self, labels: dict[str, str], text: str, value: float) -> None:
+        """One series: `labels` (of this family's label names) and `text`, their web.label_text."""
+        self.samples.append(Sample(self.sample_name, labels, value, None))
+        self.lines.append(web.series_line(self.sample_name, text, value))
+
+
+class _Gauge(_Formatted, GaugeMetricFamily):
+    def __init__(self, name: str, doc: str, labels: Sequence[str]) -> None:
+        GaugeMetricFamily.__init__(self, name, doc, labels=labels)
+        self._init_lines("")
+
+
+class _Counter(_Formatted, CounterMetricFamily):
+    def __init__(self, name: str, doc: str, labels: Sequence[str]) -> None:
+        CounterMetricFamily.__init__(self, name, doc, labels=labels)
+        self._init_lines("_total")  # as CounterMetricFamily.add_metric names its samples
+
+
 class Families:
     """The metric families of one scrape, each made when its first series is added: every series of a family has
     the exporter's labels for the thing it describes (a job, a domain), then the `extra` ones of its kind."""
 
     def __init__(self, labels: Sequence[str]) -> None:
         self.labels = list(labels)
-        self._families: dict[str, Family] = {}
+        self._families: dict[str, _Gauge | _Counter] = {}
 
     def add(self, figures: Iterable[Figure], values: Sequence[str], extra: Sequence[str] = ()) -> None:
         """One series per figure reported (a None value is left out: not reported by its source)."""
+        names = (*self.labels, *extra)
+        labels: dict[str, str] | None = None
+        text = ""
         for kind, name, doc, value in figures:
             if value is None:
                 continue
             f = self._families.get(name)
             if f is None:
-                f = self._families[name] = family(kind, name, doc, [*self.labels, *extra])
-            f.add_metric(list(values), value)
+                f = self._families[name] = (_Counter if kind == "counter" else _Gauge)(name, doc, names)
+            if f._labelnames != names:  # a family first added with other extra labels: its own names, as add_metric
+                own = dict(zip(f._labelnames, values, strict=False))
+                f.add_series(own, web.label_text(own), value)
+                continue
+            if labels is None:
+                labels = dict(zip(names, values, strict=False))  # as add_metric zips them
+                text = web.label_text(labels)
+            f.samples.append(Sample(f.sample_name, labels, value, None))  # add_series, inlined: once per series
+            f.lines.append(web.series_line(f.sample_name, text, value))
 
     def state(self, name: str, doc: str, states: Sequence[str], current: str, values: Sequence[str]) -> None:
         """A state gauge, label `state`: 1 for the current state, 0 for each of the others."""

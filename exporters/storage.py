@@ -42,6 +42,9 @@ ERROR_REASONS = ("diskstats", "mdstat", "md_sysfs", "md_links", "queue", "sysfs"
 DEVICE_EXCLUDE = r"^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"  # node_exporter 1.5's default: partitions
 DISKSTATS_MAX = 4 << 20  # ~100 bytes a device
 MS = 1e-3
+ROTATIONAL_HELP = "1 for a rotational device (a disk with heads), 0 for one without (SSD, NVMe, RAM, most virtual)."
+INFO_HELP = ("1 for each device; scheduler: its active I/O scheduler (none, mq-deadline, bfq, ...; empty: the device "
+             "has no queue of its own, e.g. a partition).")  # fmt: skip
 T = TypeVar("T")
 
 
@@ -101,9 +104,9 @@ class DiskstatsCollector:
     def __init__(self, paths: Paths, node: str, problem: Problems, exclude: re.Pattern[str]) -> None:
         self.paths, self.node, self.problem, self.exclude = paths, node, problem, exclude
 
-    def _queue(self, device: str, attr: str, parse: Callable[[str], T]) -> T | None:
-        name = sysfs_name(device)
-        return None if name is None else read_sysfs(self.paths.block(name, "queue", attr), parse, self.problem, "queue")
+    def _queue(self, queue: str | None, attr: str, parse: Callable[[str], T]) -> T | None:
+        """queue/<attr> of a device, `queue` its queue directory (None: a device name that has none)."""
+        return None if queue is None else read_sysfs(f"{queue}/{attr}", parse, self.problem, "queue")
 
     def read(self) -> tuple[list[Family], bool]:
         path = self.paths.procfs / "diskstats"
@@ -121,15 +124,13 @@ class DiskstatsCollector:
         families = Families(DEVICE_LABELS)
         for s in stats:
             labels = [self.node, s.device]
-            families.add(_disk_figures(s), labels)
-            rotational = self._queue(s.device, "rotational", parse_flag)
-            doc = "1 for a rotational device (a disk with heads), 0 for one without (SSD, NVMe, RAM, most virtual)."
-            families.add([("gauge", "magellan_storage_disk_rotational", doc, None if rotational is None
-                           else float(rotational))], labels)  # fmt: skip
-            scheduler = self._queue(s.device, "scheduler", parse_scheduler) or ""
-            doc = "1 for each device; scheduler: its active I/O scheduler (none, mq-deadline, bfq, ...; empty: the "
-            doc += "device has no queue of its own, e.g. a partition)."
-            families.add([("gauge", "magellan_storage_disk_info", doc, 1.0)],
+            name = sysfs_name(s.device)
+            queue = None if name is None else str(self.paths.block(name, "queue"))
+            rotational = self._queue(queue, "rotational", parse_flag)
+            families.add([*_disk_figures(s), ("gauge", "magellan_storage_disk_rotational", ROTATIONAL_HELP,
+                          None if rotational is None else float(rotational))], labels)  # fmt: skip
+            scheduler = self._queue(queue, "scheduler", parse_scheduler) or ""
+            families.add([("gauge", "magellan_storage_disk_info", INFO_HELP, 1.0)],
                          [*labels, str(s.major), str(s.minor), scheduler], ("major", "minor", "scheduler"))  # fmt: skip
         return list(families), not problems
 

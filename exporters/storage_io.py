@@ -18,11 +18,13 @@ DEVICE_LABELS = ("node", "device")
 T = TypeVar("T")
 
 
-def read_text(path: Path, max_bytes: int) -> str | None:
+def read_text(path: str | Path, max_bytes: int) -> str | None:
     """A /proc or /sys file's text, read bounded; None when it does not exist. ValueError (ProgressError: not a
-    regular file, too large) or OSError otherwise."""
+    regular file, too large) or OSError otherwise. A path may be given as a string: a scrape reads a dozen sysfs
+    files an array, and building a Path for each costs more than reading it."""
     try:
-        return read_regular(path, max_bytes).decode("utf-8", errors="replace")
+        # read_regular is typed for Path, and hands the path to os.open, which takes a str as well
+        return read_regular(path, max_bytes).decode("utf-8", errors="replace")  # type: ignore[arg-type]
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -57,7 +59,7 @@ class Problems:
         self._now.add(message)
 
 
-def read_sysfs(path: Path, parse: Callable[[str], T], problem: Problems, reason: str) -> T | None:
+def read_sysfs(path: str | Path, parse: Callable[[str], T], problem: Problems, reason: str) -> T | None:
     """A sysfs attribute parsed, None when it is absent; an unreadable or unusable one is a problem of `reason`."""
     try:
         text = read_text(path, SYSFS_MAX)

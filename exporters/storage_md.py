@@ -107,6 +107,17 @@ class MdArray:
     speed_max_bytes: float | None = None
 
 
+_WORD = re.compile(r"[A-Za-z0-9_.:/-]{0,64}")
+
+
+def _word(text: str) -> str:
+    """md/level or md/uuid: a name."""
+    value = text.strip()
+    if not _WORD.fullmatch(value):
+        raise ParseError(f"{value[:40]!r} is not a name")
+    return value
+
+
 def _mdstat_state(m: MdStat) -> str:
     if not m.active:
         return "inactive"
@@ -211,43 +222,40 @@ class MdCollector:
         self.links = paths.dev / "md" if links is None else links
         self._ok = True
 
-    def _file(self, path: Path, parse: Callable[[str], T]) -> T | None:
+    def _file(self, path: str, parse: Callable[[str], T]) -> T | None:
         before = self.problem.count
         value = read_sysfs(path, parse, self.problem, "md_sysfs")
         self._ok = self._ok and self.problem.count == before
         return value
 
     def sysfs(self, name: str) -> MdSysfs:
-        md = self.paths.block(name, "md")
+        """The files of md.rst the exporter uses, by name (paths as strings: a Path for each costs more than its
+        read), and the state of each member; the directory is listed for its dev-* members only."""
+        block = str(self.paths.block(name))
+        md = f"{block}/md"
         members: dict[str, frozenset[str]] = {}
         try:
-            entries = sorted(e.name for e in os.scandir(md) if e.name.startswith("dev-") and e.is_dir(
-                follow_symlinks=False))  # fmt: skip
+            with os.scandir(md) as listing:
+                entries = sorted(e.name for e in listing if e.name.startswith("dev-") and e.is_dir(
+                    follow_symlinks=False))  # fmt: skip
         except OSError as exc:
             self.problem("md_sysfs", f"cannot list {md}: {exc}")
             self._ok, entries = False, []
         for entry in entries:
-            flags = self._file(md / entry / "state", parse_member_state)
+            flags = self._file(f"{md}/{entry}/state", parse_member_state)
             if flags is not None:
                 members[entry[4:]] = flags
-
-        def word(text: str) -> str:
-            value = text.strip()
-            if not re.fullmatch(r"[A-Za-z0-9_.:/-]{0,64}", value):
-                raise ParseError(f"{value[:40]!r} is not a name")
-            return value
-
         return MdSysfs(
-            name=name, array_state=self._file(md / "array_state", parse_array_state),
-            level=self._file(md / "level", word) or None, uuid=self._file(md / "uuid", word),
-            raid_disks=self._file(md / "raid_disks", parse_raid_disks),
-            degraded=self._file(md / "degraded", parse_sysfs_count),
-            sync_action=self._file(md / "sync_action", parse_sync_action),
-            sync_completed=self._file(md / "sync_completed", parse_sync_completed),
-            sync_speed_kib=self._file(md / "sync_speed", parse_sync_speed),
-            speed_min_kib=self._file(md / "sync_speed_min", parse_speed_limit),
-            speed_max_kib=self._file(md / "sync_speed_max", parse_speed_limit),
-            size_sectors=self._file(self.paths.block(name, "size"), parse_sysfs_count), members=members,
+            name=name, array_state=self._file(f"{md}/array_state", parse_array_state),
+            level=self._file(f"{md}/level", _word) or None, uuid=self._file(f"{md}/uuid", _word),
+            raid_disks=self._file(f"{md}/raid_disks", parse_raid_disks),
+            degraded=self._file(f"{md}/degraded", parse_sysfs_count),
+            sync_action=self._file(f"{md}/sync_action", parse_sync_action),
+            sync_completed=self._file(f"{md}/sync_completed", parse_sync_completed),
+            sync_speed_kib=self._file(f"{md}/sync_speed", parse_sync_speed),
+            speed_min_kib=self._file(f"{md}/sync_speed_min", parse_speed_limit),
+            speed_max_kib=self._file(f"{md}/sync_speed_max", parse_speed_limit),
+            size_sectors=self._file(f"{block}/size", parse_sysfs_count), members=members,
         )  # fmt: skip
 
     def _mdstat(self) -> dict[str, MdStat]:
@@ -298,8 +306,8 @@ class MdCollector:
         mdstat = self._mdstat()
         block = self.paths.sysfs / "block"
         try:
-            names = {e.name for e in os.scandir(block) if e.name.startswith("md") and os.path.isdir(
-                Path(e.path) / "md")}  # fmt: skip
+            with os.scandir(block) as listing:
+                names = {e.name for e in listing if e.name.startswith("md") and os.path.isdir(f"{e.path}/md")}
         except FileNotFoundError:
             names = set()
         except OSError as exc:

@@ -216,24 +216,39 @@ _LATE = ("_created", "_gsum", "_gcount")  # OpenMetrics-only samples, written as
 _go = cast(Callable[[float], str], floatToGoString)  # a value as Go's client writes it (+Inf, 1e+06, ...)
 
 
+def label_text(labels: dict[str, str]) -> str:
+    """The `{name="value",...}` of a series in the text format, "" for none: formatted once for every series that
+    has these labels (a collector's figures of one device share them)."""
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{v.translate(_VALUE_ESCAPES)}"' for k, v in sorted(labels.items())) + "}"
+
+
+def series_line(name: str, labels: str, value: float) -> str:
+    """One series without a timestamp, `labels` from label_text: the line generate_latest writes for it."""
+    return f"{name}{labels} {_go(value)}\n"
+
+
 def _sample(s: Sample) -> str:
     ts = "" if s.timestamp is None else f" {int(float(s.timestamp) * 1000):d}"
-    if not s.labels:
-        return f"{s.name} {_go(s.value)}{ts}\n"
-    labels = ",".join(f'{k}="{v.translate(_VALUE_ESCAPES)}"' for k, v in sorted(s.labels.items()))
-    return f"{s.name}{{{labels}}} {_go(s.value)}{ts}\n"
+    return f"{s.name}{label_text(s.labels)} {_go(s.value)}{ts}\n"
 
 
 def exposition(registry: CollectorRegistry) -> bytes:
     """The registry in Prometheus' text format 0.0.4, byte for byte what prometheus_client's generate_latest writes
     for the metric and label names our exporters use (the legacy character set, checked by the unit tests), in a
     third of its time: it escapes label values only, where generate_latest also validates and escapes every label
-    name of every sample, half of a scrape's cost (issue 16: a scrape at most twice node_exporter's)."""
+    name of every sample, half of a scrape's cost (issue 16: a scrape at most twice node_exporter's). A family that
+    carries its series already formatted (`lines`, one a sample: common.Families) is written as it is."""
     out = []
     for metric in registry.collect():
         name = metric.name + _SUFFIXES.get(metric.type, "")
         doc = metric.documentation.translate(_HELP_ESCAPES)
         out.append(f"# HELP {name} {doc}\n# TYPE {name} {_TYPES[metric.type]}\n")
+        lines: list[str] | None = getattr(metric, "lines", None)  # common.Families' series, formatted as added
+        if lines is not None and len(lines) == len(metric.samples):
+            out.extend(lines)
+            continue
         late: dict[str, list[str]] = {}
         for s in metric.samples:
             suffix = s.name[len(metric.name) :]
