@@ -81,17 +81,25 @@ compare: bootstrap
 	@$(TIMED) compare $(BIN)/testbed compare --inventory $(INVENTORY)
 
 # make test overlaps stages that leave a core idle (a linear Ansible run kept 48 % of the two cores busy here): the
-# images are built beside lint and unit; the integration test's site (playbooks/site.yml; TESTBED_SITE_CONVERGED=1
-# then tells the test) and its validate tests, which need no site (their own fact cache: the site's run writes the
-# shared one), beside the molecule scenarios. The background stages' logs are printed when they are done, and the
-# failing lines of failed molecule scenarios last (CI shows the output's tail).
+# node and CHOS images, the guest image (the longest: 350 s of mmdebstrap) and lint and the unit tests beside each
+# other; then the integration test's site (playbooks/site.yml; TESTBED_SITE_CONVERGED=1 then tells the test) and its
+# validate tests, which need no site (their own fact cache: the site's run writes the shared one), beside the molecule
+# scenarios. The background stages' logs are printed when they are done, and the failing lines of failed molecule
+# scenarios last (CI shows the output's tail).
 VALIDATE_TESTS := tests/integration/test_validate.py
 test: bootstrap
 	@: > $(TIMINGS_FILE)
-	@rc=0; $(TIMED) images $(PLAYBOOK) playbooks/images.yml >$(STATE)/images.log 2>&1 & images=$$!; \
-	  { $(TIMED) lint $(MAKE) --no-print-directory lint && $(TIMED) unit $(MAKE) --no-print-directory unit; } || rc=$$?; \
-	  wait $$images || rc=$$?; \
-	  echo "== images (log: $(STATE)/images.log)"; tail -n 25 $(STATE)/images.log; exit $$rc
+	@rc=0; $(TIMED) images $(PLAYBOOK) playbooks/images.yml -e '{"images_build": ["node", "chos"]}' \
+	    >$(STATE)/images.log 2>&1 & images=$$!; \
+	  $(TIMED) images-guest $(PLAYBOOK) playbooks/images.yml -e '{"images_build": ["guest"]}' \
+	    >$(STATE)/images-guest.log 2>&1 & guest=$$!; \
+	  $(TIMED) unit $(MAKE) --no-print-directory unit >$(STATE)/unit.log 2>&1 & unit=$$!; \
+	  $(TIMED) lint $(MAKE) --no-print-directory lint || rc=$$?; \
+	  wait $$unit || { rc=$$?; echo "== unit failed (log: $(STATE)/unit.log)"; tail -n 60 $(STATE)/unit.log; }; \
+	  tail -n 3 $(STATE)/unit.log; \
+	  for job in images:$$images images-guest:$$guest; do \
+	    wait $${job#*:} || rc=$$?; echo "== $${job%%:*} (log: $(STATE)/$${job%%:*}.log)"; \
+	    tail -n 25 $(STATE)/$${job%%:*}.log; done; exit $$rc
 	@rc=0; $(TIMED) site $(PLAYBOOK) playbooks/site.yml >$(STATE)/site.log 2>&1 & site=$$!; \
 	  ANSIBLE_CACHE_PLUGIN_CONNECTION=$(CURDIR)/$(STATE)/validate-facts $(TIMED) validate \
 	    $(BIN)/pytest -q -p no:cacheprovider -m integration $(VALIDATE_TESTS) >$(STATE)/validate.log 2>&1 & validate=$$!; \
