@@ -220,7 +220,7 @@ class Cloud:
             context.status_code = 201
             if f"{kind}s" in body:  # bulk create, as openstacksdk sends a security group's rules
                 return {f"{kind}s": [self._neutron_create(kind, fields) for fields in body[f"{kind}s"]]}
-            return {kind: self._neutron_create(kind, body[kind])}
+            return {kind: self._neutron_view(kind, self._neutron_create(kind, body[kind]))}
         resource = store.get(parts[1])
         if resource is None:
             context.status_code = 404
@@ -331,6 +331,21 @@ class Cloud:
             return {
                 "volumeAttachment": template("volume-attachment")["volumeAttachment"]
                 | {"id": volume["id"], "serverId": server["id"], "volumeId": volume["id"]}
+            }
+        if path[2:] == ["os-security-groups"] and request.method == "GET":  # Compute API: by server
+            names = {g["name"] for g in server["security_groups"]}
+            groups = [g for g in self.state["security_group"].values() if g["name"] in names]
+            return {
+                "security_groups": [
+                    {
+                        "id": g["id"],
+                        "name": g["name"],
+                        "description": g["description"],
+                        "tenant_id": PROJECT,
+                        "rules": [],
+                    }
+                    for g in groups
+                ]
             }
         if request.method == "GET":
             if server["status"] == "BUILD":
