@@ -27,6 +27,7 @@ from testbed.tier3.openstack import (
     image_name,
     image_tag,
     label,
+    public_key,
     resource_name,
     security_rules,
     worker_name,
@@ -49,14 +50,7 @@ def tier3_openstack_plan(path: Any, ports: Any, srun_port_range: Any) -> dict[st
         if spec.provider != "openstack":
             raise Tier3SpecError(f"{path}: provider: is {spec.provider!r}; this playbook makes provider openstack")
         digest = image_digest(spec.image_path)
-        key_path = spec.ssh_public_key.expanduser()
-        try:
-            public_key = key_path.read_text().strip()
-        except OSError as exc:
-            raise Tier3Error(
-                f"ssh.public_key {key_path}: cannot be read ({exc.strerror}); give the public key the controller logs"
-                " in with (ssh-keygen -t ed25519 makes one)"
-            ) from None
+        key = public_key(spec)
         rules = security_rules(spec, {str(k): int(v) for k, v in ports.items()}, srun_port_range)
     except (Tier3SpecError, Tier3Error, ValueError) as exc:
         raise AnsibleFilterError(f"tier3_openstack: {exc}") from None
@@ -87,7 +81,7 @@ def tier3_openstack_plan(path: Any, ports: Any, srun_port_range: Any) -> dict[st
         ]
         + [{"direction": "egress", "ether_type": e} for e in ("IPv4", "IPv6")],  # Neutron's defaults: kept
         "keypair": resource_name(t3, "key"),
-        "public_key": public_key,
+        "public_key": key,
         "image": {
             "path": str(spec.image_path),
             "format": spec.image_format,

@@ -89,6 +89,18 @@ def image_tag(digest: str) -> str:
     return f"{IMAGE_PROPERTY}={digest}"
 
 
+def public_key(spec: Tier3Spec) -> str:
+    """The controller's SSH public key the Tier-3's keypair holds (spec ssh.public_key)."""
+    path = spec.ssh_public_key.expanduser()
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise Tier3Error(
+            f"ssh.public_key {path}: cannot be read ({exc.strerror}); give the public key the controller logs in with"
+            " (ssh-keygen -t ed25519 makes one)"
+        ) from None
+
+
 def image_digest(path: Path) -> str:
     """The sha256 of the image file: its identity in Glance."""
     digest = hashlib.sha256()
@@ -280,22 +292,16 @@ class OpenStackProvider:
 
     def _keypair(self, spec: Tier3Spec, outcome: Outcome) -> str:
         name = resource_name(spec.name, "key")
-        path = spec.ssh_public_key.expanduser()
-        try:
-            public_key = path.read_text().strip()
-        except OSError as exc:
-            raise Tier3Error(
-                f"ssh.public_key {path}: cannot be read ({exc.strerror}); give the public key the controller logs in "
-                "with (ssh-keygen -t ed25519 makes one)"
-            ) from None
+        key = public_key(spec)
         with self._step(f"keypair {name}"):
             existing = self._find_keypair(name)
             if existing is None:
-                self.conn.compute.create_keypair(name=name, public_key=public_key)
+                self.conn.compute.create_keypair(name=name, public_key=key)
                 outcome.created.append(f"keypair {name}")
-            elif existing.public_key.split()[:2] != public_key.split()[:2]:
+            elif existing.public_key.split()[:2] != key.split()[:2]:
                 raise Tier3Error(
-                    f"keypair {name}: exists with another public key than {path}; give that key as ssh.public_key, "
+                    f"keypair {name}: exists with another public key than {spec.ssh_public_key.expanduser()}; give "
+                    "that key as ssh.public_key, "
                     f"or delete the keypair (openstack keypair delete {name}) and run up again"
                 )
             else:

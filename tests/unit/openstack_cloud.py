@@ -44,6 +44,28 @@ NEUTRON_KINDS = {
 FIXTURE_OF = {"security_group": "security-group", "security_group_rule": "security-group-rule"}
 
 
+def demo_spec(tmp_path: Path) -> dict[str, Any]:
+    """The Tier-3 description the tests use (provider openstack, cloud `recorded`), with an image file and a public
+    key written under tmp_path."""
+    image = tmp_path / "root.qcow2"
+    image.write_bytes(b"QFI\xfb the certified OS tree")
+    key = tmp_path / "id.pub"
+    key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB controller\n")
+    return {
+        "name": "demo",
+        "provider": "openstack",
+        "cloud": "recorded",
+        "head": {"flavour": "m1.medium"},
+        "workers": {"count": 2, "flavour": "m1.large"},
+        "image": {"path": str(image), "format": "qcow2"},
+        "storage_gb": 50,
+        "network": {"cidr": "10.213.41.0/24"},
+        "controller_cidr": "203.0.113.0/24",
+        "ssh": {"public_key": str(key)},
+        "slurm": {"accounts": [{"name": "atlas", "users": ["alice"]}]},
+    }
+
+
 def fixture(name: str) -> Any:
     return json.loads((FIXTURES / f"{name}.json").read_text())
 

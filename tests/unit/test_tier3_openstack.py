@@ -16,7 +16,7 @@ from magellan import contract
 from testbed import cli
 from testbed.tier3 import Tier3Error, inventory, spec
 from testbed.tier3.openstack import OpenStackProvider, label, security_rules
-from tests.unit.openstack_cloud import Cloud
+from tests.unit.openstack_cloud import Cloud, demo_spec
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,25 +31,7 @@ def cloud() -> Iterator[Cloud]:
 
 @pytest.fixture
 def t3(tmp_path: Path) -> spec.Tier3Spec:
-    image = tmp_path / "root.qcow2"
-    image.write_bytes(b"QFI\xfb the certified OS tree")
-    key = tmp_path / "id.pub"
-    key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB controller\n")
-    return spec.parse(
-        {
-            "name": "demo",
-            "provider": "openstack",
-            "cloud": "recorded",
-            "head": {"flavour": "m1.medium"},
-            "workers": {"count": 2, "flavour": "m1.large"},
-            "image": {"path": str(image), "format": "qcow2"},
-            "storage_gb": 50,
-            "network": {"cidr": "10.213.41.0/24"},
-            "controller_cidr": "203.0.113.0/24",
-            "ssh": {"public_key": str(key)},
-            "slurm": {"accounts": [{"name": "atlas", "users": ["alice"]}]},
-        }
-    )
+    return spec.parse(demo_spec(tmp_path))
 
 
 def provider(cloud: Cloud) -> OpenStackProvider:

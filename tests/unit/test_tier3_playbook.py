@@ -22,7 +22,7 @@ from magellan import contract
 from testbed.tier3 import spec
 from testbed.tier3.inventory import server_metadata
 from testbed.tier3.openstack import image_tag, label, security_rules
-from tests.unit.openstack_cloud import Cloud, serve
+from tests.unit.openstack_cloud import Cloud, demo_spec, serve
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "tier3_openstack.yml"
@@ -33,28 +33,8 @@ SERVERS = ["magellan-demo-head", "magellan-demo-worker-01", "magellan-demo-worke
 
 @pytest.fixture
 def t3_file(tmp_path: Path) -> Path:
-    image = tmp_path / "root.qcow2"
-    image.write_bytes(b"QFI\xfb the certified OS tree")
-    key = tmp_path / "id.pub"
-    key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB controller\n")
     path = tmp_path / "demo.yml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "name": "demo",
-                "provider": "openstack",
-                "cloud": "recorded",
-                "head": {"flavour": "m1.medium"},
-                "workers": {"count": 2, "flavour": "m1.large"},
-                "image": {"path": str(image), "format": "qcow2"},
-                "storage_gb": 50,
-                "network": {"cidr": "10.213.41.0/24"},
-                "controller_cidr": "203.0.113.0/24",
-                "ssh": {"public_key": str(key)},
-                "slurm": {"accounts": [{"name": "atlas", "users": ["alice"]}]},
-            }
-        )
-    )
+    path.write_text(yaml.safe_dump(demo_spec(tmp_path)))
     return path
 
 
