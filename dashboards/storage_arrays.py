@@ -4,7 +4,10 @@ reads them, and what they cost (role storage_array's device catalogue, magellan.
 The array series are magellan-storage-exporter's (exporters/storage*.py own their names; the lint checks each one
 against its golden exposition): per md device, joined with magellan_storage_md_info for the array's md name (label
 array), the name the catalogue's series carry. A sync figure exists only while a sync runs: those queries fall back
-to 0 for every array (`or on(node, device) 0 * md_info`), so that an idle, clean site shows 0, not "No data".
+to 0 for every array (`or on(node, device) 0 * md_info`), so that an idle, clean site shows 0, not "No data". The
+devices' panels take the arrays' members only: the diskstats series whose device is the member of a
+magellan_storage_md_member_info series (its label `member`, copied to `device` with label_join), so that a system
+disk (vda, the root disk) or any other device no array holds is not shown.
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ UID = "magellan-storage-arrays"
 MD = "magellan_storage_md_"
 DISK = "magellan_storage_disk_"
 MD_INFO = f"{MD}info{{{SELECTOR}}}"
-MEMBERS = f'{SELECTOR}, device!~"md.+"'  # the storage nodes' other block devices: the arrays' members among them
+# every member device of the selected nodes' arrays, once (a container's disk is a member of the container and of
+# its volumes), its block device copied to label `device` (diskstats' name for it): label_join of the one label, as
+# label_replace would with "$1", which Grafana would take for a variable
+MEMBERS = f'label_join(group by (node, member) ({MD}member_info{{{SELECTOR}}}), "device", "", "member")'
 ARRAY = "{{array}} ({{node}} {{device}})"
 CAT = contract.STORAGE_CATALOGUE
 CATALOGUE_LEGEND = "{{array}}: {{device_class}} {{model}}"
@@ -43,15 +49,22 @@ def or_idle(expr: str) -> str:
     return f"{expr} or on(node, device) 0 * {MD_INFO}"
 
 
+def members_only(expr: str) -> str:
+    """expr (one series per node and block device) for the arrays' member devices only (`and` keeps expr's series
+    and values)."""
+    return f"({expr}) and on(node, device) {MEMBERS}"
+
+
 def device_rate(metric: str, matchers: str) -> str:
     return f"sum by (node, device) (rate({metric}{{{matchers}}}[{RATE}]))"
 
 
 def io_figures(matchers: str, label: str, by_array: bool) -> list[timeseries.Panel]:
-    """Throughput, IOPS, time-weighted latency and queue depth of the devices `matchers` selects (diskstats)."""
+    """Throughput, IOPS, time-weighted latency and queue depth of the devices `matchers` selects (diskstats): per
+    array (named), or of the arrays' members only."""
 
     def q(expr: str) -> str:
-        return per_array(expr) if by_array else expr
+        return per_array(expr) if by_array else members_only(expr)
 
     legend = ARRAY if by_array else "{{node}} {{device}}"
 
@@ -257,7 +270,7 @@ def build() -> dashboard.Dashboard:
     for panel in io_figures(f'{SELECTOR}, device=~"md.+"', "array", by_array=True):
         d = d.with_panel(panel)
     d = d.with_row(dashboard.Row("Devices of the storage nodes (the arrays' members)"))
-    for panel in io_figures(MEMBERS, "device", by_array=False):
+    for panel in io_figures(SELECTOR, "device", by_array=False):
         d = d.with_panel(panel)
     d = d.with_row(dashboard.Row("Readers: the jobs and their share"))
     d = d.with_panel(concurrent_jobs())

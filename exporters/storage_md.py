@@ -17,6 +17,9 @@ is the only source of the kernel's own time estimate (finish=).
 - the array's md name (label `array`, what role storage_array and its catalogue call it): from udev's links in
   /dev/md (--collector.md.links-directory), /dev/md/<name> or /dev/md/<host>:<name> -> ../mdN; "" when no link names
   the array (no udev, an array without a name).
+- each member's state (MEMBER_DOC): from its md/dev-<member>/state flags (and, for one sysfs calls a spare, its
+  md/dev-<member>/slot: a spare filling a slot is being rebuilt into it), else from mdstat's markers; a member only
+  one source lists is reported from that one.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from exporters.storage_parsers import (
     parse_array_state,
     parse_md_links,
     parse_mdstat,
+    parse_member_slot,
     parse_member_state,
     parse_raid_disks,
     parse_speed_limit,
@@ -61,6 +65,14 @@ LINKS_MAX = 512  # entries of /dev/md read: each array's link and one a partitio
 KIB = 1024
 REDUNDANT = frozenset({"raid1", "raid4", "raid5", "raid6", "raid10"})  # levels with a sync_action
 RUNNING = frozenset({"resync", "recover", "check", "repair", "reshape"})
+MEMBER_STATES = ("in_sync", "rebuilding", "spare", "faulty", "journal")
+MEMBER_DOC = (
+    "1 for each member device of the array; member: its block device, state: one of in_sync, rebuilding, spare, "
+    "faulty, journal. From md/dev-<member>/state: faulty, else journal, else in_sync; a member it calls a spare is "
+    "rebuilding when md/dev-<member>/slot names a slot, spare when it says none (no slot file: mdstat's (S) marks "
+    "a spare, its absence a rebuilding member). A member mdstat alone lists: (F) faulty, (J) journal, (S) spare, "
+    "else in_sync (mdstat does not tell a rebuilding member from an in-sync one)."
+)
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,7 @@ class MdSysfs:
     speed_max_kib: int | None = None
     size_sectors: int | None = None  # /sys/block/mdX/size
     members: dict[str, frozenset[str]] = field(default_factory=dict)  # dev-<name>/state flags
+    slots: dict[str, bool] = field(default_factory=dict)  # dev-<name>/slot of a "spare": True when it fills a slot
 
 
 @dataclass(frozen=True)
@@ -105,6 +118,7 @@ class MdArray:
     remaining_seconds: float | None = None
     speed_min_bytes: float | None = None
     speed_max_bytes: float | None = None
+    members: tuple[tuple[str, str], ...] = ()  # (member device, its state in MEMBER_STATES), by device name
 
 
 _WORD = re.compile(r"[A-Za-z0-9_.:/-]{0,64}")
@@ -162,6 +176,39 @@ def _disks(m: MdStat | None, s: MdSysfs) -> tuple[int | None, ...]:
     return active, failed, spare, required, degraded
 
 
+def _mdstat_member(flags: str) -> str:
+    """A member's state from mdstat's markers: (F)aulty, (J)ournal, (S)pare (md.c: a member without a slot)."""
+    for marker, state in (("F", "faulty"), ("J", "journal"), ("S", "spare")):
+        if marker in flags:
+            return state
+    return "in_sync"  # or rebuilding: mdstat marks neither
+
+
+def _sysfs_member(flags: frozenset[str], slot: bool | None, mdstat_flags: str | None) -> str:
+    """A member's state from its md/dev-<member>/state flags; md.c's state_show writes "spare" for every member
+    neither faulty, in_sync nor a journal, so a spare's slot (else mdstat's (S)) tells a rebuilding one apart."""
+    for state in ("faulty", "journal", "in_sync"):
+        if state in flags:
+            return state
+    if "spare" not in flags:
+        return min(flags)  # no kernel writes this: the flags name it
+    if slot is None and mdstat_flags is not None:
+        slot = "S" not in mdstat_flags
+    return "rebuilding" if slot else "spare"
+
+
+def _members(m: MdStat | None, s: MdSysfs) -> tuple[tuple[str, str], ...]:
+    """(member, state) of every member either source lists, sysfs's state where it has one; a member mdstat lists
+    twice (procfs's md3) counts once, as first listed."""
+    listed: dict[str, str] = {}
+    for member in m.members if m else ():
+        listed.setdefault(member.name, member.flags)
+    states = {name: _mdstat_member(flags) for name, flags in listed.items()}
+    for name, flags in s.members.items():
+        states[name] = _sysfs_member(flags, s.slots.get(name), listed.get(name))
+    return tuple(sorted(states.items()))
+
+
 def _sync(m: MdStat | None, s: MdSysfs) -> tuple[str | None, bool, float | None, float | None, float | None]:
     """(action, pending, progress, speed in bytes/s, seconds remaining) of the array's sync."""
     sc = s.sync_completed
@@ -207,7 +254,7 @@ def merge(mdstat: MdStat | None, sysfs: MdSysfs | None, md_name: str = "") -> Md
         sources="+".join(k for k, v in (("mdstat", mdstat), ("sysfs", sysfs)) if v is not None), md_name=md_name,
         size_bytes=size, active=active, failed=failed, spare=spare, required=required, degraded=degraded,
         action=action, pending=pending, progress=progress, speed_bytes=speed, remaining_seconds=remaining,
-        speed_min_bytes=_kib(s.speed_min_kib), speed_max_bytes=_kib(s.speed_max_kib),
+        speed_min_bytes=_kib(s.speed_min_kib), speed_max_bytes=_kib(s.speed_max_kib), members=_members(mdstat, s),
     )  # fmt: skip
 
 
@@ -230,10 +277,12 @@ class MdCollector:
 
     def sysfs(self, name: str) -> MdSysfs:
         """The files of md.rst the exporter uses, by name (paths as strings: a Path for each costs more than its
-        read), and the state of each member; the directory is listed for its dev-* members only."""
+        read), and the state of each member (and the slot of a spare); the directory is listed for its dev-* members
+        only."""
         block = str(self.paths.block(name))
         md = f"{block}/md"
         members: dict[str, frozenset[str]] = {}
+        slots: dict[str, bool] = {}
         try:
             with os.scandir(md) as listing:
                 entries = sorted(e.name for e in listing if e.name.startswith("dev-") and e.is_dir(
@@ -245,6 +294,10 @@ class MdCollector:
             flags = self._file(f"{md}/{entry}/state", parse_member_state)
             if flags is not None:
                 members[entry[4:]] = flags
+            if flags is not None and "spare" in flags:  # only then: a scrape of in-sync members reads no more
+                slot = self._file(f"{md}/{entry}/slot", parse_member_slot)
+                if slot is not None:
+                    slots[entry[4:]] = slot
         return MdSysfs(
             name=name, array_state=self._file(f"{md}/array_state", parse_array_state),
             level=self._file(f"{md}/level", _word) or None, uuid=self._file(f"{md}/uuid", _word),
@@ -255,7 +308,7 @@ class MdCollector:
             sync_speed_kib=self._file(f"{md}/sync_speed", parse_sync_speed),
             speed_min_kib=self._file(f"{md}/sync_speed_min", parse_speed_limit),
             speed_max_kib=self._file(f"{md}/sync_speed_max", parse_speed_limit),
-            size_sectors=self._file(f"{block}/size", parse_sysfs_count), members=members,
+            size_sectors=self._file(f"{block}/size", parse_sysfs_count), members=members, slots=slots,
         )  # fmt: skip
 
     def _mdstat(self) -> dict[str, MdStat]:
@@ -337,6 +390,9 @@ class MdCollector:
                 doc = f"1, with the array's sync action ({', '.join(SYNC_ACTIONS)}: md/sync_action; a pending sync "
                 doc += "is the action it waits to do); absent for a level without one (raid0, linear)."
                 families.add([("gauge", "magellan_storage_md_sync_action", doc, 1.0)], [*labels, a.action], ("action",))
+            for member, state in a.members:
+                families.add([("gauge", "magellan_storage_md_member_info", MEMBER_DOC, 1.0)], [*labels, member, state],
+                             ("member", "state"))  # fmt: skip
         return list(families), self._ok
 
 

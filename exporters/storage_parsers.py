@@ -223,6 +223,17 @@ def parse_member_state(text: str) -> frozenset[str]:
     return flags
 
 
+def parse_member_slot(text: str) -> bool:
+    """md/dev-<member>/slot: the position the member fills in the array, or "none" when it fills none (a spare, a
+    failed member; md.rst): True when it fills one. A member neither in sync nor faulty that fills a slot is being
+    rebuilt into it (its state file says "spare" all the same)."""
+    value = text.strip()
+    if value == "none":
+        return False
+    _count(value, "slot")
+    return True
+
+
 # --- /dev/md (udev's 63-md-raid-arrays.rules) -------------------------------------------------------------------------
 
 _MD_DEVICE = re.compile(r"md[A-Za-z0-9_]{1,32}")  # a kernel md device (md127, md_home), or one's partition (md127p1)

@@ -82,7 +82,7 @@ def test_parse_mdstat_one_word_mutated(line: int, column: int, value: str) -> No
 VALUE_PARSERS: list[Callable[[str], Any]] = [
     p.parse_scheduler, p.parse_flag, p.parse_sysfs_count, p.parse_array_state, p.parse_sync_action,
     p.parse_sync_completed, p.parse_raid_disks, p.parse_sync_speed, p.parse_speed_limit, p.parse_member_state,
-    p.parse_diskstats_line,
+    p.parse_member_slot, p.parse_diskstats_line,
 ]  # fmt: skip
 SYSFS_NEAR = st.sampled_from(["none", "delayed", "1 / 2", "2 / 1", "0 / 0", "11 (10)", "[bfq]", "[a] [b]",
                               "1000 (system)", "in_sync,spare", "idle", "clean", "8 0 sda 1 2 3 4"])  # fmt: skip

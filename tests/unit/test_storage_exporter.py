@@ -24,12 +24,13 @@ from exporters import storage
 from exporters.common import Health
 from exporters.paths import Paths
 from exporters.storage_io import Problems, Subsystem
-from exporters.storage_md import LINKS_MAX, MdArray, MdCollector, MdSysfs, merge
+from exporters.storage_md import LINKS_MAX, MEMBER_STATES, MdArray, MdCollector, MdSysfs, merge
 from exporters.storage_parsers import (
     ParseError,
     parse_diskstats,
     parse_md_links,
     parse_mdstat,
+    parse_member_slot,
     parse_member_state,
     parse_raid_disks,
     parse_scheduler,
@@ -176,6 +177,39 @@ def test_sysfs_wins_over_mdstat() -> None:
         merge(None, None)
 
 
+def test_member_states_sysfs_wins_and_a_member_of_one_source_still_counts() -> None:
+    """magellan_storage_md_member_info's state: sysfs's flags where it knows the member (a spare's slot telling a
+    rebuilding one apart, else mdstat's (S)), mdstat's markers for a member only mdstat lists (synthetic arrays)."""
+    (m,), problems = parse_mdstat("md1 : active raid5 sde[4] sdd[3](S) sdc[2] sdb[1](F) sda[0] sda[5](S)\n"
+                                  "      2000 blocks level 5, 512k chunk, algorithm 2 [3/2] [U_U]\n")  # fmt: skip
+    assert problems == []
+    s = MdSysfs(name="md1", members={"sda": frozenset({"in_sync"}), "sdb": frozenset({"faulty", "write_error"}),
+                                     "sdc": frozenset({"spare"}), "sdd": frozenset({"spare"}),
+                                     "sdf": frozenset({"in_sync", "write_mostly"}), "sdg": frozenset({"spare"})},
+                slots={"sdc": True, "sdd": False})  # fmt: skip
+    a = merge(m, s)
+    assert dict(a.members) == {
+        "sda": "in_sync",  # mdstat lists it twice (as procfs's md3 does): one member, sysfs's state
+        "sdb": "faulty",
+        "sdc": "rebuilding",  # a spare in sysfs that fills a slot; mdstat lists it unmarked
+        "sdd": "spare",  # its slot is none
+        "sde": "in_sync",  # only mdstat lists it, unmarked
+        "sdf": "in_sync",  # only sysfs lists it; write-mostly is not a state
+        "sdg": "spare",  # only sysfs, no slot file: a spare
+    }
+    assert [name for name, _ in a.members] == sorted(dict(a.members))
+    no_slot = merge(m, MdSysfs(name="md1", members={"sdc": frozenset({"spare"}), "sdd": frozenset({"spare"})}))
+    assert dict(no_slot.members)["sdc"] == "rebuilding"  # no slot file: mdstat lists it without (S)
+    assert dict(no_slot.members)["sdd"] == "spare"  # mdstat's (S)
+    alone = dict(merge(m, None).members)  # mdstat only: (F) faulty, (S) spare, else in_sync (a rebuilding one too)
+    assert alone == {"sda": "in_sync", "sdb": "faulty", "sdc": "in_sync", "sdd": "spare", "sde": "in_sync"}
+    (j,), _ = parse_mdstat("md2 : active raid5 sdk[3](J) sdj[2](J)(F) sdi[1] sdh[0]\n      10 blocks [2/2] [UU]\n")
+    assert dict(merge(j, None).members) == {"sdh": "in_sync", "sdi": "in_sync", "sdj": "faulty", "sdk": "journal"}
+    journal = MdSysfs(name="md2", members={"sdk": frozenset({"journal"}), "sdl": frozenset({"blocked"})})
+    assert dict(merge(None, journal).members) == {"sdk": "journal", "sdl": "blocked"}  # no kernel writes the last
+    assert merge(None, MdSysfs(name="md3")).members == ()
+
+
 def test_md_names_from_udevs_links() -> None:
     """/dev/md/<name> and /dev/md/<host>:<name> (an array of another host, or assembled before the host had its name)
     name the array; a partition's link, a link to another device and a directory name none (63-md-raid-arrays.rules)."""
@@ -227,7 +261,8 @@ def test_unreadable_md_links_are_a_problem_not_a_crash(tmp_path: Path) -> None:
     ("parse", "text", "value"),
     [(parse_raid_disks, "11 (10)\n", 11), (parse_raid_disks, "\n", None), (parse_raid_disks, "4\n", 4),
      (parse_member_state, "faulty,write_error\n", frozenset({"faulty", "write_error"})),
-     (parse_speed_limit, "1000 (system)\n", 1000)],
+     (parse_speed_limit, "1000 (system)\n", 1000), (parse_member_slot, "none\n", False),
+     (parse_member_slot, "1\n", True)],
 )  # fmt: skip
 def test_md_sysfs_values(parse: Callable[[str], object], text: str, value: object) -> None:
     assert parse(text) == value
@@ -236,7 +271,8 @@ def test_md_sysfs_values(parse: Callable[[str], object], text: str, value: objec
 @pytest.mark.parametrize(
     ("parse", "text"),
     [(parse_sync_completed, "5 / 4"), (parse_sync_completed, "1 / 0"), (parse_sync_completed, "busy"),
-     (parse_raid_disks, "four"), (parse_member_state, ""), (parse_member_state, "In_Sync"), (parse_speed_limit, "9")],
+     (parse_raid_disks, "four"), (parse_member_state, ""), (parse_member_state, "In_Sync"), (parse_speed_limit, "9"),
+     (parse_member_slot, ""), (parse_member_slot, "-1")],
 )  # fmt: skip
 def test_md_sysfs_refuses(parse: Callable[[str], object], text: str) -> None:
     with pytest.raises(ParseError):
@@ -713,6 +749,38 @@ def test_mdstat_recorded_in_every_state(state: str) -> None:
             assert p.total_kib * 2 == m.blocks
     else:
         assert action == "idle" and a.progress is None
+
+
+# state: the scratch array's members and their states as magellan_storage_md_member_info names them (sysfs and mdstat),
+# and as mdstat alone does (it lists a rebuilding member unmarked: in_sync)
+RECORDED_MEMBERS = {
+    "degraded": ({"loop0": "in_sync"}, {"loop0": "in_sync"}),  # loop1 removed: no longer a member
+    "faulty": ({"loop0": "in_sync", "loop1": "faulty"}, {"loop0": "in_sync", "loop1": "faulty"}),
+    "recovering": ({"loop0": "in_sync", "loop2": "rebuilding"}, {"loop0": "in_sync", "loop2": "in_sync"}),
+    "spare": ({"loop3": "in_sync", "loop4": "in_sync", "loop5": "in_sync", "loop6": "spare"},
+              {"loop3": "in_sync", "loop4": "in_sync", "loop5": "in_sync", "loop6": "spare"}),
+    "pending": ({"loop2": "in_sync", "loop3": "in_sync"}, {"loop2": "in_sync", "loop3": "in_sync"}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("state", sorted(RECORDED_MEMBERS))
+def test_md_member_states_recorded(state: str) -> None:
+    """Each member of the scratch array named with its state, the node's own raid6 members all in sync; in the
+    exposition, one magellan_storage_md_member_info series a member and none for any other device."""
+    both, mdstat_only = RECORDED_MEMBERS[state]
+    arrays = recorded(state)
+    scratch = arrays[RECORDED[state][0]]
+    assert dict(scratch.members) == both
+    assert all(s in MEMBER_STATES for a in arrays.values() for _, s in a.members)
+    for own in ("hdd", "ssd"):
+        assert [s for _, s in arrays[own].members] == ["in_sync"] * 4
+    assert dict(merge(mdstat(f"guest/{state}")[scratch.name], None).members) == mdstat_only  # type: ignore[arg-type]
+    text = exposition(collector(f"guest/{state}", ("md",)))
+    series = {(s.labels["device"], s.labels["member"], s.labels["state"]) for f in text_string_to_metric_families(
+        text) if f.name == "magellan_storage_md_member_info" for s in f.samples}  # fmt: skip
+    assert {(d, m) for d, m, _ in series} == {(a.name, m) for a in arrays.values() for m, _ in a.members}
+    assert {(m, s) for d, m, s in series if d == scratch.name} == set(both.items())
+    assert len(series) == len(both) + 8
 
 
 def test_md_recorded_names_and_the_nodes_own_arrays() -> None:
