@@ -97,7 +97,7 @@ def test_unknown_chos_environment_is_a_clear_job_error(site: Inventory) -> None:
 
 
 def _verify() -> str:
-    proc = ansible_playbook("cluster.yml", "--tags", "verify", "--limit", "all:!virtual_nodes", check=False)
+    proc = ansible_playbook("cluster.yml", "--tags", "verify", "--limit", "compute2,head", check=False)
     assert proc.returncode != 0, "the munge verify accepted a broken key"
     return proc.stdout
 
@@ -116,7 +116,8 @@ def test_munge_wrong_or_missing_key_names_the_node_and_the_fix(site: Inventory) 
         assert f"Host compute2: {key} is missing" in out
         assert "Fix: run playbooks/cluster.yml" in out
     finally:
-        ansible_playbook("cluster.yml", "--tags", "munge_configure,munge_run", "--limit", "all:!virtual_nodes")
+        # the fix the messages give, as they give it: the broken host and the key host only
+        ansible_playbook("cluster.yml", "--tags", "munge_configure,munge_run", "--limit", "compute2,head")
     assert node_shell(site, "head", "srun -p chos -w compute2 true").returncode == 0
 
 
