@@ -1,7 +1,7 @@
 #!/bin/sh
 # Customise a fresh mmdebstrap tree so that it boots as a node: systemd as init, sshd reachable with a key
 # supplied at run time, per-node SSH host keys, apt sources for the suite. Args: TREE SUITE MIRROR [KIND]; KIND
-# guest keeps the package lists (customize-guest.sh then makes the tree a guest's).
+# node or guest (customize-guest.sh then makes the tree a guest's).
 set -eu
 tree=$1 suite=$2 mirror=$3 kind=${4:-node}
 
@@ -38,15 +38,32 @@ for unit in getty@tty1.service systemd-remount-fs.service console-getty.service;
   ln -sf /dev/null "$tree/etc/systemd/system/$unit"
 done
 
+# Services that the extra packages enabled (munge, slurmd, mariadb, prometheus...): a node role enables what its
+# node runs, once it is configured. A guest's are handled by customize-guest.sh.
+if [ "$kind" = node ]; then
+  for link in "$tree"/etc/systemd/system/multi-user.target.wants/*.service \
+    "$tree"/etc/systemd/system/sockets.target.wants/*.socket; do
+    case ${link##*/} in
+      ssh.service | e2scrub_reap.service) ;;
+      *) rm -f "$link" ;;
+    esac
+  done
 fi
+
+fi
+
+# No key may come with an image: munge's package makes one when it is installed, which every node and every site built
+# from the tree would share. Role munge makes the cluster's on its key host and copies it to the others.
+rm -f "$tree/etc/munge/munge.key"
 
 : > "$tree/etc/machine-id"
 rm -f "$tree/etc/hostname"
 rm -rf "$tree"/var/cache/apt/archives/*.deb "$tree"/var/log/*.log
-# No package lists: the first apt run on a node must refresh them (cache_valid_time looks at this mtime). A guest
-# keeps mmdebstrap's: the packages its roles install are in the tree, and apt-get update under software emulation
-# takes minutes; they age out after the roles' cache_valid_time.
-if [ "$kind" != guest ]; then
+# Trees that boot (nodes and guests) keep mmdebstrap's package lists: the packages their roles install are in the
+# tree, and an apt-get update on every node (under software emulation: minutes) would only find them there; the lists
+# age out after the roles' cache_valid_time. Other trees (CHOS environments) have none: their first apt run refreshes
+# them (cache_valid_time looks at this mtime).
+if [ ! -f "$tree/etc/ssh/sshd_config" ]; then
   rm -rf "$tree"/var/lib/apt/lists/*_*
   rm -f "$tree"/var/lib/apt/periodic/update-success-stamp
   touch -d @0 "$tree/var/lib/apt/lists"
