@@ -119,9 +119,19 @@ def test_prometheus_and_the_exporters_answer_only_over_tls_with_the_password(hos
 
 
 def test_every_target_is_up(host):
-    # All at once, within a minute: one scrape that timed out on a loaded machine is not a target that is down.
-    result = wait_for(host, "count(up) >= 3 and min(up) == 1")
-    assert result, f"not every target up within a minute: {prom_query(host, 'up')}"
+    """The targets Prometheus scrapes (its targets API), all up at once within a minute: one scrape that timed out on
+    a loaded machine is not a target that is down. Not the `up` series: Debian's package starts Prometheus with its
+    own configuration when it is installed (localhost:9090 and localhost:9100, where no node_exporter of the site
+    listens), and after the role's restart those series stay in queries for the 5-minute lookback, targets no more."""
+    deadline = time.monotonic() + 60
+    while True:
+        active = prom_api(host, "/api/v1/targets?state=active")["activeTargets"]
+        down = [(t["scrapeUrl"], t["health"], t["lastError"]) for t in active if t["health"] != "up"]
+        if (len(active) >= 3 and not down) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert len(active) >= 3 and not down, f"not every target up within a minute: {down or active}"
+    assert {t["labels"]["job"] for t in active} == {"prometheus", "node", "magellan_job"}
 
 
 def test_profile_and_job_metrics_reach_prometheus(host):
