@@ -21,7 +21,7 @@ done
 
 # Services and timers the packages enabled: the node roles enable what the node needs, when it is configured.
 for unit in munge.service slurmd.service prometheus-node-exporter.service e2scrub_reap.service nfs-server.service \
-  rpcbind.service; do
+  rpcbind.service nftables.service; do
   rm -f "$tree/etc/systemd/system/multi-user.target.wants/$unit"
 done
 rm -f "$tree/etc/systemd/system/sockets.target.wants/rpcbind.socket"
