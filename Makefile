@@ -81,12 +81,12 @@ compare: bootstrap
 	@$(TIMED) compare $(BIN)/testbed compare --inventory $(INVENTORY)
 
 # make test overlaps stages that leave a core idle (a linear Ansible run kept 48 % of the two cores busy here): the
-# node and CHOS images, the guest image (the longest: 350 s of mmdebstrap) and lint and the unit tests beside each
-# other; then the integration test's site (playbooks/site.yml; TESTBED_SITE_CONVERGED=1 then tells the test), followed
-# by its no-change tests (a second converge and a check run: 290 and 210 s alone, in the window where only the guest's
-# molecule scenario runs), and its validate tests, which need no site (their own fact cache: the site's run writes the
-# shared one), beside the molecule scenarios. The background stages' logs are printed when they are done, and the
-# failing lines of failed molecule scenarios last (CI shows the output's tail).
+# node and CHOS images, the guest image (350 s of mmdebstrap), lint, the unit tests (the longest: 651 s, alone for
+# the last 300) and the integration tests of validate.yml, which need no site (their own fact cache: the site's run
+# writes the shared one), beside each other; then the integration tests' site (playbooks/site.yml;
+# TESTBED_SITE_CONVERGED=1 then tells the tests), followed by its no-change tests (a second converge and a check run:
+# 290 and 210 s alone), beside the molecule scenarios. The background stages' logs are printed when they are done,
+# and the failing lines of failed molecule scenarios last (CI shows the output's tail).
 VALIDATE_TESTS := tests/integration/test_validate.py
 NO_CHANGE_TESTS := tests/integration/test_no_change.py
 test: bootstrap
@@ -96,20 +96,21 @@ test: bootstrap
 	  $(TIMED) images-guest $(PLAYBOOK) playbooks/images.yml -e '{"images_build": ["guest"]}' \
 	    >$(STATE)/images-guest.log 2>&1 & guest=$$!; \
 	  $(TIMED) unit $(MAKE) --no-print-directory unit >$(STATE)/unit.log 2>&1 & unit=$$!; \
+	  ANSIBLE_CACHE_PLUGIN_CONNECTION=$(CURDIR)/$(STATE)/validate-facts $(TIMED) validate \
+	    $(BIN)/pytest -q -p no:cacheprovider -m integration $(VALIDATE_TESTS) >$(STATE)/validate.log 2>&1 & validate=$$!; \
 	  $(TIMED) lint $(MAKE) --no-print-directory lint || rc=$$?; \
 	  wait $$unit || { rc=$$?; echo "== unit failed (log: $(STATE)/unit.log)"; tail -n 60 $(STATE)/unit.log; }; \
 	  tail -n 3 $(STATE)/unit.log; \
+	  wait $$validate || { rc=$$?; echo "== validate failed (log: $(STATE)/validate.log)"; tail -n 60 $(STATE)/validate.log; }; \
+	  tail -n 3 $(STATE)/validate.log; \
 	  for job in images:$$images images-guest:$$guest; do \
 	    wait $${job#*:} || rc=$$?; echo "== $${job%%:*} (log: $(STATE)/$${job%%:*}.log)"; \
 	    tail -n 25 $(STATE)/$${job%%:*}.log; done; exit $$rc
 	@rc=0; { $(TIMED) site $(PLAYBOOK) playbooks/site.yml >$(STATE)/site.log 2>&1 && \
 	    TESTBED_SITE_CONVERGED=1 TESTBED_KEEP_SITE=1 $(TIMED) no-change $(BIN)/pytest -q -p no:cacheprovider \
 	      -m integration $(NO_CHANGE_TESTS) >$(STATE)/no-change.log 2>&1; } & site=$$!; \
-	  ANSIBLE_CACHE_PLUGIN_CONNECTION=$(CURDIR)/$(STATE)/validate-facts $(TIMED) validate \
-	    $(BIN)/pytest -q -p no:cacheprovider -m integration $(VALIDATE_TESTS) >$(STATE)/validate.log 2>&1 & validate=$$!; \
 	  $(TIMED) molecule $(MAKE) --no-print-directory molecule || rc=$$?; \
-	  wait $$site || rc=$$?; wait $$validate || rc=$$?; \
-	  echo "== validate (log: $(STATE)/validate.log)"; tail -n 3 $(STATE)/validate.log; \
+	  wait $$site || rc=$$?; \
 	  echo "== site (log: $(STATE)/site.log)"; tail -n 40 $(STATE)/site.log; \
 	  echo "== no-change (log: $(STATE)/no-change.log)"; tail -n 40 $(STATE)/no-change.log 2>/dev/null; \
 	  if [ -s $(STATE)/molecule-failures.log ]; then cat $(STATE)/molecule-failures.log; fi; exit $$rc
