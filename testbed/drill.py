@@ -138,17 +138,27 @@ def _slope(during: Sequence[MdSample]) -> float:
     return (done[-1].done_sectors - done[0].done_sectors) * SECTOR / (done[-1].t - done[0].t)  # type: ignore[operator]
 
 
-def rebuild(samples: Sequence[MdSample], load: str, start: float, end: float, until: float | None = None) -> Rebuild:
+def rebuild(
+    samples: Sequence[MdSample],
+    load: str,
+    start: float,
+    end: float,
+    until: float | None = None,
+    added: float | None = None,
+) -> Rebuild:
     """The rebuild of one phase from the samples taken between start and end (node clock): end is when the playbook
     saw the array whole and idle again. The sampler reads md on its own beat, so its first sample that shows it may
     come a little later: that sample is looked for up to `until` (default end), and the array counts as whole again
-    at the earlier of the two."""
+    at the earlier of the two. added: when mdadm --add was started; the rebuild cannot begin before it, and md shows
+    sync_action 'recover' for a moment when a member fails too (the kernel reports a pending recovery check as
+    'recover' before it finds no spare to recover onto), which is no rebuild."""
     until = end if until is None else max(until, end)
     phase = [s for s in samples if start <= s.t <= end]
     degraded = next((s for s in phase if s.degraded), None)
     if degraded is None:
         raise DrillError(f"{load}: no sample between {start:.1f} and {end:.1f} saw the array degraded")
-    recovering = [s for s in phase if s.t >= degraded.t and s.action == "recover"]
+    since = degraded.t if added is None else max(degraded.t, added)
+    recovering = [s for s in phase if s.t >= since and s.action == "recover"]
     if not recovering:
         raise DrillError(f"{load}: md never showed sync_action 'recover' after the member was added")
     first = recovering[0]
@@ -204,8 +214,8 @@ def _phase(
     samples: Sequence[MdSample], raw: Mapping[str, Any], capacity_tb: float | None, until: float
 ) -> dict[str, Any]:
     load = str(raw["load"])
-    r = rebuild(samples, load, float(raw["start"]), float(raw["end"]), until)
     added = float(raw["added"])
+    r = rebuild(samples, load, float(raw["start"]), float(raw["end"]), until, added)
     return {
         "load": load,
         "degraded_at": r.degraded_at,

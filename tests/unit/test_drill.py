@@ -83,6 +83,18 @@ def test_each_phase_takes_its_own_window() -> None:
     assert loaded.md_speed_median == 15000 * 1024
 
 
+def test_a_recover_shown_at_the_pull_is_not_the_rebuild() -> None:
+    """md reads 'recover' for a moment when the member fails (a recovery check that finds no spare): the rebuild is
+    the one that starts once the replacement is added (CI saw a rebuild as long as the whole degraded time)."""
+    rows = phase_lines(100.0, rebuild_s=10.0)
+    rows.insert(3, line(101.5, "recover", "none", "none", "1"))
+    r = drill.rebuild(drill.parse_samples(rows), "idle", 100.0, 200.0, added=104.8)
+    assert (r.degraded_at, r.recovery_started, r.seconds) == (101.0, 105.0, pytest.approx(10.0))
+    assert r.degraded_seconds > r.seconds
+    idle = drill.summarize({**raw(), "samples": rows + phase_lines(200.0, 20.0)})["phases"][0]
+    assert idle["rebuild_seconds"] == pytest.approx(10.0)
+
+
 @pytest.mark.parametrize(
     ("lines", "message"),
     [
