@@ -64,9 +64,14 @@ def test_the_array_was_degraded_and_the_rebuild_measured(site: Inventory, drille
     for p in drilled["phases"]:
         assert p["degraded_seconds"] > p["rebuild_seconds"] > 0, p
         # the replacement is written at most at its throttle (reads of the others share theirs): a rebuild faster than
-        # the member's rate would be a wrong measurement, one 10x slower a stalled rebuild
+        # the member's rate would be a wrong measurement
         floor = p["rebuild_bytes"] / member.bytes_per_s
-        assert 0.95 * floor <= p["rebuild_seconds"] <= 10 * floor + 30, (p["load"], p["rebuild_seconds"], floor)
+        assert 0.95 * floor <= p["rebuild_seconds"], (p["load"], p["rebuild_seconds"], floor)
+        # one 10x slower is a stalled rebuild, where the disks set the pace: idle, or on a hardware-accelerated guest.
+        # Under readers in a TCG guest, its one emulated CPU does RAID-6's parity for md and the readers' work: CI's
+        # rebuilds took 120 and 240 s (19x) with md's floor at 20 MB/s; the progress is steady all the same (below).
+        if p["load"] == "idle" or drilled["accel"] != "tcg":
+            assert p["rebuild_seconds"] <= 10 * floor + 30, (p["load"], p["rebuild_seconds"], floor)
         assert p["rebuild_rate"] <= 1.05 * member.bytes_per_s
         assert p["samples"] >= 4 and p["md_speed_median"] > 0
         # the sampled progress agrees with the start-to-end rate (the rebuild is steady at this scale)
