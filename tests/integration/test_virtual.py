@@ -51,7 +51,10 @@ def test_bare_metal_vs_virtual_ratio_with_its_accelerator(bare_vs_virtual: Compa
 
 
 def test_results_carry_the_accelerator(bare_vs_virtual: Comparison, prom: PromClient, accel: str) -> None:
-    series = prom.query('magellan_comparison_ratio{group="bare_vs_virtual", node="vm1"}')
+    # published as a textfile of head's node_exporter: in Prometheus from its next scrape on
+    ratio = 'magellan_comparison_ratio{group="bare_vs_virtual", node="vm1"}'
+    assert prom.wait_until(lambda: bool(prom.query(ratio)), timeout=60, interval=2), f"no {ratio} in Prometheus"
+    series = prom.query(ratio)
     assert [(s.labels["accel"], s.labels["platform"], s.labels["reference"]) for s in series] == [
         (accel, accel, "compute1")
     ]
