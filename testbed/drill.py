@@ -5,11 +5,11 @@ The playbook records raw: md's sysfs files (sync_action, sync_completed, sync_sp
 the storage node every half second, each phase's times on the node's clock (the sampler's), the readers' counts and
 the checksums. `summarize(raw)` (also the playbook's filter drill_disk_failure_summary) turns them into the result:
 - degraded at: the first sample of the phase with md/degraded > 0 (the member is gone);
-- rebuild: from the first sample md recovers in to the first after it that is idle with degraded 0. Its rate is the
-  member's size (sync_completed's total, 512-byte sectors per member for a recovery) over that time. Beside it:
-  the slope of sync_completed over the recovery's samples, and md's own sync_speed (KiB/s, md's average since its
-  last mark), as a median: its first reading of a recovery covers a fraction of a second and was 20x the device's
-  rate here;
+- rebuild: from the first sample md recovers in after mdadm --add to the first after it that is idle with degraded 0.
+  Its rate is the member's size (sync_completed's total, 512-byte sectors per member for a recovery) over that time.
+  Beside it: the slope of sync_completed over the recovery's samples, and md's own sync_speed (KiB/s, md's average
+  since its last mark), as a median: its first reading of a recovery covers a fraction of a second and was 20x the
+  device's rate here;
 - time degraded: from degraded at to clean again (pull, detection, the replacement's attach, the rebuild);
 - exposure window at a real disk: a real member of the catalogue's capacity rebuilt at the measured rate. Not scaled:
   the time to notice and to fit the replacement (a site's process, minutes to days).

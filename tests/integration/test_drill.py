@@ -69,7 +69,7 @@ def test_the_array_was_degraded_and_the_rebuild_measured(site: Inventory, drille
         assert 0.95 * floor <= p["rebuild_seconds"], (p["load"], p["rebuild_seconds"], floor)
         # one 10x slower is a stalled rebuild, where the disks set the pace: idle, or on a hardware-accelerated guest.
         # Under readers in a TCG guest, its one emulated CPU does RAID-6's parity for md and the readers' work: CI's
-        # rebuilds took 120 and 240 s (19x) with md's floor at 20 MB/s; the progress is steady all the same (below).
+        # rebuilds took 240 and 260 s (19-20x) with md's floor at 20 MB/s; the progress is steady all the same (below).
         if p["load"] == "idle" or drilled["accel"] != "tcg":
             assert p["rebuild_seconds"] <= 10 * floor + 30, (p["load"], p["rebuild_seconds"], floor)
         assert p["rebuild_rate"] <= 1.05 * member.bytes_per_s
