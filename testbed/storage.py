@@ -17,13 +17,14 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass
-from typing import Any
-
-from prometheus_client.core import GaugeMetricFamily
+from typing import TYPE_CHECKING, Any
 
 from magellan import contract
 from testbed.exposition import text_exposition
 from testbed.inventory import Inventory, InventoryError
+
+if TYPE_CHECKING:
+    from prometheus_client.core import GaugeMetricFamily
 
 BY_ID = "/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_"  # QEMU's SCSI disk with serial <name>, as the guest's udev names it
 MIN_MEMBERS = {0: 2, 1: 2, 5: 3, 6: 4, 10: 2}  # md RAID level -> the fewest members mdadm accepts
@@ -242,6 +243,8 @@ def array_economics(
 def catalogue_exposition(node: str, platform: str, arrays: list[tuple[str, Economics]]) -> str:
     """The arrays' catalogue figures as Prometheus text exposition (node_exporter's textfile collector): the
     series of magellan.contract.STORAGE_CATALOGUE, labelled node, platform and array."""
+    from prometheus_client.core import GaugeMetricFamily  # noqa: PLC0415 - the filter plugins import this module
+
     names = contract.STORAGE_CATALOGUE
     base = ["node", "platform", "array"]
 

@@ -19,23 +19,25 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from testbed.tier3 import Tier3Error
-from testbed.tier3.inventory import LABEL, server_metadata
-from testbed.tier3.openstack import (
-    IMAGE_PROPERTY,
-    image_digest,
-    image_name,
-    image_tag,
-    label,
-    public_key,
-    resource_name,
-    security_rules,
-    worker_name,
-)
-from testbed.tier3.spec import Tier3SpecError, load
-
 
 def tier3_openstack_plan(path: Any, ports: Any, srun_port_range: Any) -> dict[str, Any]:
+    # Imported here, not at the top: Ansible loads every filter file in every task's worker process, and
+    # testbed.tier3.openstack imports openstacksdk (0.7 s a task and host; tests/unit/test_filter_imports.py).
+    from testbed.tier3 import Tier3Error  # noqa: PLC0415
+    from testbed.tier3.inventory import LABEL, server_metadata  # noqa: PLC0415
+    from testbed.tier3.openstack import (  # noqa: PLC0415
+        IMAGE_PROPERTY,
+        image_digest,
+        image_name,
+        image_tag,
+        label,
+        public_key,
+        resource_name,
+        security_rules,
+        worker_name,
+    )
+    from testbed.tier3.spec import Tier3SpecError, load  # noqa: PLC0415
+
     if not isinstance(path, str) or not path:
         raise AnsibleFilterError(
             "tier3_openstack: tier3_spec is not set; run with -e tier3_spec=inventories/tier3/<your spec>.yml"
