@@ -81,14 +81,13 @@ compare: bootstrap
 	@$(TIMED) compare $(BIN)/testbed compare --inventory $(INVENTORY)
 
 # make test overlaps stages that leave a core idle (a linear Ansible run kept 48 % of the two cores busy here): the
-# node and CHOS images, the guest image (350 s of mmdebstrap), lint and the unit tests (the longest: 651 s, alone for
-# the last 300) beside each other; then the integration tests' site (playbooks/site.yml; TESTBED_SITE_CONVERGED=1
-# then tells the tests), followed by its no-change tests (a second converge and a check run: 290 and 210 s alone),
-# beside the molecule scenarios and after them the integration tests of validate.yml, which need no site (their own
-# fact cache: the site's run writes the shared one). Measured in one fresh-clone run: site + no-change 2,877 s,
-# molecule 1,958 s; validate.yml's tests beside the unit tests made both take 1,080 s instead of 651. The background
-# stages' logs are printed when they are done, and the failing lines of failed molecule scenarios last (CI shows the
-# output's tail).
+# node and CHOS images, the guest image (350 s of mmdebstrap), lint and the unit tests start together; as soon as lint
+# and the images are done (the unit tests, the longest, run 500 s longer alone on one core), the integration tests'
+# site (playbooks/site.yml; TESTBED_SITE_CONVERGED=1 then tells the tests) starts, followed by its no-change tests (a
+# second converge and a check run), beside the molecule scenarios and after them the integration tests of
+# validate.yml, which need no site (their own fact cache: the site's run writes the shared one). The integration tests
+# start when all of these are done. The background stages' logs are printed when they are done, and the failing lines
+# of failed molecule scenarios last (CI shows the output's tail).
 VALIDATE_TESTS := tests/integration/test_validate.py
 NO_CHANGE_TESTS := tests/integration/test_no_change.py
 test: bootstrap
@@ -99,12 +98,13 @@ test: bootstrap
 	    >$(STATE)/images-guest.log 2>&1 & guest=$$!; \
 	  $(TIMED) unit $(MAKE) --no-print-directory unit >$(STATE)/unit.log 2>&1 & unit=$$!; \
 	  $(TIMED) lint $(MAKE) --no-print-directory lint || rc=$$?; \
-	  wait $$unit || { rc=$$?; echo "== unit failed (log: $(STATE)/unit.log)"; tail -n 60 $(STATE)/unit.log; }; \
-	  tail -n 3 $(STATE)/unit.log; \
 	  for job in images:$$images images-guest:$$guest; do \
 	    wait $${job#*:} || rc=$$?; echo "== $${job%%:*} (log: $(STATE)/$${job%%:*}.log)"; \
-	    tail -n 25 $(STATE)/$${job%%:*}.log; done; exit $$rc
-	@rc=0; { $(TIMED) site $(PLAYBOOK) playbooks/site.yml >$(STATE)/site.log 2>&1 && \
+	    tail -n 25 $(STATE)/$${job%%:*}.log; done; \
+	  unit_done() { wait $$unit || { rc=$$?; echo "== unit failed (log: $(STATE)/unit.log)"; \
+	    tail -n 60 $(STATE)/unit.log; }; tail -n 3 $(STATE)/unit.log; }; \
+	  if [ $$rc -ne 0 ]; then unit_done; exit $$rc; fi; \
+	  { $(TIMED) site $(PLAYBOOK) playbooks/site.yml >$(STATE)/site.log 2>&1 && \
 	    TESTBED_SITE_CONVERGED=1 TESTBED_KEEP_SITE=1 $(TIMED) no-change $(BIN)/pytest -q -p no:cacheprovider \
 	      -m integration $(NO_CHANGE_TESTS) >$(STATE)/no-change.log 2>&1; } & site=$$!; \
 	  $(TIMED) molecule $(MAKE) --no-print-directory molecule || rc=$$?; \
@@ -112,6 +112,7 @@ test: bootstrap
 	    $(BIN)/pytest -q -p no:cacheprovider -m integration $(VALIDATE_TESTS) >$(STATE)/validate.log 2>&1 \
 	    || { rc=$$?; echo "== validate failed (log: $(STATE)/validate.log)"; tail -n 60 $(STATE)/validate.log; }; \
 	  tail -n 3 $(STATE)/validate.log; \
+	  unit_done; \
 	  wait $$site || rc=$$?; \
 	  echo "== site (log: $(STATE)/site.log)"; tail -n 40 $(STATE)/site.log; \
 	  echo "== no-change (log: $(STATE)/no-change.log)"; tail -n 40 $(STATE)/no-change.log 2>/dev/null; \
