@@ -34,9 +34,19 @@ def duration_seconds(text: str) -> float:
 
 
 def scrape_interval(prom: PromClient) -> float:
-    """The global scrape interval of Prometheus' loaded configuration (its default, 1m, when it sets none)."""
+    """The longest scrape interval of Prometheus' loaded configuration: the global one (its default, 1m, when it sets
+    none), a job's, or a target's (label __scrape_interval__, roles/prometheus: testbed_scrape_interval). Grafana's
+    data source is set to the longest, so that a $__rate_interval window holds samples of every target."""
     config = yaml.safe_load(prom.config()) or {}
-    return duration_seconds(str((config.get("global") or {}).get("scrape_interval", "1m")))
+    found = [str((config.get("global") or {}).get("scrape_interval", "1m"))]
+    for job in config.get("scrape_configs") or []:
+        found += [str(job["scrape_interval"])] if job.get("scrape_interval") else []
+        found += [
+            str(static["labels"]["__scrape_interval__"])
+            for static in job.get("static_configs") or []
+            if "__scrape_interval__" in (static.get("labels") or {})
+        ]
+    return max(duration_seconds(text) for text in found)
 
 
 @dataclass(frozen=True)

@@ -149,3 +149,29 @@ def test_a_dashboard_that_is_not_json_is_named(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))  # nothing half-written left
     with pytest.raises(pages.RenderError, match="no dashboard JSON to draw"):
         pages.render(PromClient("http://127.0.0.1:9"), tmp_path / "none", tmp_path / "out", rng)
+
+
+class _Configured(PromClient):
+    def __init__(self, text: str) -> None:
+        super().__init__("http://127.0.0.1:9")  # never asked: config() is the loaded configuration below
+        self.text = text
+
+    def config(self) -> str:
+        return self.text
+
+
+@pytest.mark.parametrize(
+    ("config", "seconds"),
+    [
+        ("scrape_configs: []", 60.0),  # Prometheus' default
+        ("global: {scrape_interval: 5s}", 5.0),
+        ("global: {scrape_interval: 5s}\nscrape_configs: [{job_name: a, scrape_interval: 30s}]", 30.0),
+        (  # roles/prometheus: a guest's testbed_scrape_interval as its target's label
+            "global: {scrape_interval: 5s}\nscrape_configs: [{job_name: node, static_configs: ["
+            "{targets: ['h:1'], labels: {node: h}}, {targets: ['g:1'], labels: {node: g, __scrape_interval__: 15s}}]}]",
+            15.0,
+        ),
+    ],
+)
+def test_the_rate_window_follows_the_longest_scrape_interval(config: str, seconds: float) -> None:
+    assert panels.scrape_interval(_Configured(config)) == seconds
