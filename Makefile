@@ -82,12 +82,14 @@ compare: bootstrap
 
 # make test overlaps stages that leave a core idle (a linear Ansible run kept 48 % of the two cores busy here): the
 # node and CHOS images, the guest image (350 s of mmdebstrap), lint and the unit tests start together; as soon as lint
-# and the images are done (the unit tests, the longest, run 500 s longer alone on one core), the integration tests'
-# site (playbooks/site.yml; TESTBED_SITE_CONVERGED=1 then tells the tests) starts, followed by its no-change tests (a
-# second converge and a check run), beside the molecule scenarios and after them the integration tests of
-# validate.yml, which need no site (their own fact cache: the site's run writes the shared one). The integration tests
-# start when all of these are done. The background stages' logs are printed when they are done, and the failing lines
-# of failed molecule scenarios last (CI shows the output's tail).
+# and the images are done, the integration tests' site (playbooks/site.yml; TESTBED_SITE_CONVERGED=1 then tells the
+# tests) starts beside the unit tests (the longest, 1,014 s: they ran alone on one core for their last 500 s),
+# followed by its no-change tests (a second converge and a check run). The molecule scenarios start when the unit
+# tests are done (started beside them and the site, four scenarios' and the site's containers at once made a load of
+# 9 on the two cores and an SSH connection to hv1 time out), then the integration tests of validate.yml, which need
+# no site (their own fact cache: the site's run writes the shared one). The integration tests start when all of
+# these are done. The background stages' logs are printed when they are done, and the failing lines of failed
+# molecule scenarios last (CI shows the output's tail).
 VALIDATE_TESTS := tests/integration/test_validate.py
 NO_CHANGE_TESTS := tests/integration/test_no_change.py
 test: bootstrap
@@ -107,12 +109,12 @@ test: bootstrap
 	  { $(TIMED) site $(PLAYBOOK) playbooks/site.yml >$(STATE)/site.log 2>&1 && \
 	    TESTBED_SITE_CONVERGED=1 TESTBED_KEEP_SITE=1 $(TIMED) no-change $(BIN)/pytest -q -p no:cacheprovider \
 	      -m integration $(NO_CHANGE_TESTS) >$(STATE)/no-change.log 2>&1; } & site=$$!; \
+	  unit_done; \
 	  $(TIMED) molecule $(MAKE) --no-print-directory molecule || rc=$$?; \
 	  ANSIBLE_CACHE_PLUGIN_CONNECTION=$(CURDIR)/$(STATE)/validate-facts $(TIMED) validate \
 	    $(BIN)/pytest -q -p no:cacheprovider -m integration $(VALIDATE_TESTS) >$(STATE)/validate.log 2>&1 \
 	    || { rc=$$?; echo "== validate failed (log: $(STATE)/validate.log)"; tail -n 60 $(STATE)/validate.log; }; \
 	  tail -n 3 $(STATE)/validate.log; \
-	  unit_done; \
 	  wait $$site || rc=$$?; \
 	  echo "== site (log: $(STATE)/site.log)"; tail -n 40 $(STATE)/site.log; \
 	  echo "== no-change (log: $(STATE)/no-change.log)"; tail -n 40 $(STATE)/no-change.log 2>/dev/null; \
