@@ -95,7 +95,7 @@ VALIDATE_TESTS := tests/integration/test_validate.py
 # with a Slurm head and a hypervisor of its own (898-1,135 s) beside the site's two; with it, make test took 100 min
 # and more, over CI's 90 (see the CHANGELOG). `make molecule` runs it.
 MOLECULE_SKIP_IN_TEST := virtual_node/guest
-MOLECULE_SKIP_WHY := its role builds the site's guests vm1 and storage1 from nothing in make test's site stage; their   idempotence and check mode are test_no_change's, the guest in Slurm, the arrays, XRootD and NFS the integration   tests'. Its own checks of stripe alignment, schedulers, readahead, TRIM and virt-xml-validate run in make molecule
+MOLECULE_SKIP_WHY := the site stage builds its role's guests; README.md (make test) says what covers it and what not
 NO_CHANGE_TESTS := tests/integration/test_no_change.py
 test: bootstrap
 	@: > $(TIMINGS_FILE); rm -f $(STATE)/no-change.log
