@@ -71,3 +71,12 @@ def test_virtualisation_exporter_reports_the_guest(site: Inventory, prom: PromCl
     driver = "kvm" if accel == "kvm" else "qemu"
     assert [(s.labels["node"], s.labels["hypervisor"], s.labels["accel"]) for s in state] == [("hv1", driver, accel)]
     assert prom.query('magellan_virt_memory_current_bytes{domain="vm1"}')[0].value == 1536 * 1024 * 1024
+
+
+@pytest.mark.parametrize("guest", ["vm1", "storage1"])
+def test_no_sysv_script_stands_beside_a_unit_in_a_guest(site: Inventory, guest: str) -> None:
+    """roles/os_tree/files/customize-guest.sh: with an init script beside a service's unit, every enable and disable
+    runs update-rc.d too (32 s under TCG); the guest image has none, and the roles brought none."""
+    both = 'for s in /etc/init.d/*; do n=${s##*/}; [ -e "/lib/systemd/system/$n.service" ] && echo "$n"; done; true'
+    out = node_shell(site, guest, both)
+    assert out.returncode == 0 and out.stdout.split() == [], out.stdout + out.stderr
