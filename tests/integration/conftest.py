@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import warnings
 from collections.abc import Iterator
@@ -46,14 +45,6 @@ def ansible_playbook(
     return proc
 
 
-def recap(output: str) -> dict[str, dict[str, int]]:
-    """Parse the PLAY RECAP lines of ansible-playbook output: host -> counters."""
-    found: dict[str, dict[str, int]] = {}
-    for host, counters in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output, flags=re.MULTILINE):
-        found[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counters)}
-    return found
-
-
 @pytest.fixture(scope="session")
 def site() -> Iterator[Inventory]:
     """The local site, up; torn down after the session (also when a test failed). TESTBED_SITE_CONVERGED=1 says that
@@ -85,7 +76,7 @@ def campaign(site: Inventory, prom: PromClient, tmp_path_factory: pytest.TempPat
     """A small campaign on the site (jobs submitted through Slurm), run once for the session by the Campaign that
     `testbed compare` runs, and published: simulate and cold analyze, two repetitions each, and storms of 1 and 4
     readers, each on both nodes at once (--concurrent, the other mode of `testbed compare`). Simulate's known answer
-    is the CPU quotas (1 + 0.5 of the two cores here), and at once both nodes see the same host: this shared VM's
+    is the CPU quotas (0.8 + 0.4 of the two cores here), and at once both nodes see the same host: this shared VM's
     speed per CPU-second moved by up to 40 % from one 20 s job to the next (in turn, compute2/compute1 paired ratios
     of 0.29 and 0.56 in one run; at once 0.48-0.53 in three). The I/O-bound workloads hold each node to its own read
     throttle. The Campaign's rule measures a starved comparison again (testbed.campaign)."""
