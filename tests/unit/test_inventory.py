@@ -20,7 +20,7 @@ def test_local_inventory() -> None:
     assert (c2.address, c2.platform, c2.profile) == (
         "10.213.7.12",
         "bare-metal-halfcpu",
-        {"cpus": 0.5, "read_bps": "10mb"},
+        {"cpus": 0.4, "read_bps": "10mb"},
     )
     assert inv.prometheus_url() == "http://10.213.7.10:9090"
     assert set(inv.groups["podman_nodes"]) == {"head", "compute1", "compute2", "hv1"}

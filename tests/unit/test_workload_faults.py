@@ -180,6 +180,9 @@ def test_a_storm_reader_killed_outright_is_recorded_failed(tmp_path: Path, event
     try:
         victim = _wait_for_events(tmp_path / "k_0.json", proc)
         _wait_for_events(tmp_path / "k_1.json", proc)
+        # Stopped first, then read: what it recorded last is what it leaves (it went on reading while k_1 started).
+        os.kill(victim.pid, signal.SIGSTOP)
+        victim = record(tmp_path, "k_0")
         os.kill(victim.pid, signal.SIGKILL)
         time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)  # to the storm alone: it passes it on to the living reader
