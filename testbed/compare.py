@@ -151,6 +151,32 @@ def failed_hosts(output: str, hosts: list[str]) -> dict[str, str]:
     return {host: why for host, why in last.items() if stopped(host)}
 
 
+# The task of playbooks/run_workload.yml that hands the job to Slurm: before it nothing of the run exists yet.
+SUBMIT_TASK = "Submit the job, pinned to the node"
+
+
+def unreached_before_submitting(output: str) -> bool:
+    """The batch stopped only because a host could not be reached (an SSH connection that timed out) before any job
+    was submitted: nothing was measured or started, so it can be run again as it was. In a make test run here the
+    controller's connection to the head timed out (60 s) at the first task delegated to it, failing both nodes' runs
+    of a cold analyze comparison."""
+    try:
+        doc = play_result(output)
+    except ValueError:
+        return False
+    unreachable = False
+    for play in doc["plays"]:
+        for task in play.get("tasks", []):
+            for result in task.get("hosts", {}).values():
+                if task.get("task", {}).get("name") == SUBMIT_TASK and not result.get("skipped"):
+                    return False
+                if result.get("unreachable"):
+                    unreachable = True
+                elif result.get("failed") and not result.get("ignore_errors"):
+                    return False
+    return unreachable
+
+
 def _values(prom: PromClient, expr: str, key: str = "job_id") -> dict[str, float]:
     return {s.labels.get(key, ""): s.value for s in prom.query(expr)}
 
@@ -299,19 +325,23 @@ def run(
     on_progress: Callable[[dict[str, float]], None] | None = None,
 ) -> Comparison:
     """Run the plan, follow it live through Prometheus (on_progress: events so far per node), and return the
-    measured comparison. A run that fails is recorded as failed, with its reason, and the others go on."""
+    measured comparison. A run that fails is recorded as failed, with its reason, and the others go on; a batch whose
+    hosts were not reached before a job was submitted is run again once (unreached_before_submitting)."""
     run_id = new_run_id(plan)
     started = datetime.now(UTC)
     log = log_dir / f"{run_id}.log"
     failures: dict[tuple[str, int], str] = {}
     for hosts, rep in plan.batches():
         result = log.with_name(f"{run_id}-r{rep}-{hosts.replace(',', '_')}.json")
-        proc = start_jobs(inventory, plan, hosts, rep, run_id, log, result)
-        while proc.poll() is None:
-            if on_progress:
-                with contextlib.suppress(PromError):
-                    on_progress(progress(prom, run_id))
-            time.sleep(2)
+        for attempt in range(2):
+            proc = start_jobs(inventory, plan, hosts, rep, run_id, log, result)
+            while proc.poll() is None:
+                if on_progress:
+                    with contextlib.suppress(PromError):
+                        on_progress(progress(prom, run_id))
+                time.sleep(2)
+            if proc.returncode == 0 or attempt or not unreached_before_submitting(result.read_text(errors="replace")):
+                break
         if proc.returncode != 0:
             for host, why in failed_hosts(result.read_text(errors="replace"), hosts.split(",")).items():
                 failures[(host, rep)] = why

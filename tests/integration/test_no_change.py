@@ -14,8 +14,6 @@ their own."""
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -23,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from testbed.inventory import Inventory
+from testbed.inventory import Inventory, play_result
 from tests.integration.conftest import REPO, ansible_playbook, node_shell
 
 pytestmark = pytest.mark.integration
@@ -42,9 +40,7 @@ def check_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, 
         shutil.copytree(REPO / ".testbed" / "facts", facts, dirs_exist_ok=True)
     env = {"ANSIBLE_CACHE_PLUGIN_CONNECTION": str(facts), "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
     proc: subprocess.CompletedProcess[str] = ansible_playbook("site.yml", "--check", "--diff", env_extra=env)
-    start = re.search(r"^\{$", proc.stdout, flags=re.MULTILINE)
-    assert start, proc.stdout[-4000:]
-    return proc.stdout + proc.stderr, json.JSONDecoder().raw_decode(proc.stdout, start.start())[0]
+    return proc.stdout + proc.stderr, play_result(proc.stdout)
 
 
 def results(run: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:

@@ -18,6 +18,8 @@ from testbed.inventory import Node
 from testbed.prom import PromClient
 from tests.conftest import LivePrometheus, free_port
 
+REPO = Path(__file__).resolve().parents[2]
+
 RUN = "cmp-20261125T040000-simulate"
 
 
@@ -213,3 +215,24 @@ def test_failed_hosts_from_a_real_ansible_json_result(tmp_path: Path) -> None:
         "n2": "Stop when the job did not complete: Slurm job 7 ended FAILED 1:0; analyze /data/x.root is truncated"
     }
     assert set(compare.failed_hosts("ERROR! the playbook could not be found", ["n1", "n2"])) == {"n1", "n2"}
+
+
+def _doc(*tasks: tuple[str, dict[str, dict[str, object]]]) -> str:
+    """ansible.posix.json's output shape: one play of these (task name, host -> result) tasks."""
+    play = {"play": {"name": "run"}, "tasks": [{"task": {"name": n}, "hosts": hosts} for n, hosts in tasks]}
+    return json.dumps({"plays": [play], "stats": {}})
+
+
+def test_a_batch_unreached_before_submitting_is_run_again_only_then() -> None:
+    ok: dict[str, object] = {"changed": False}
+    lost: dict[str, object] = {"unreachable": True, "msg": "Task failed: Connection timed out."}
+    partition = "Find the node's partition"
+    assert compare.unreached_before_submitting(_doc(("Make the job's inputs", {"n1": ok}), (partition, {"n1": lost})))
+    # once a job was handed to Slurm, or when something else failed, the run is what it is
+    submitted = (compare.SUBMIT_TASK, {"n1": ok})
+    assert not compare.unreached_before_submitting(_doc(submitted, ("Wait for the job", {"n1": lost})))
+    failed: tuple[str, dict[str, dict[str, object]]] = (partition, {"n2": {"failed": True, "msg": "sinfo: error"}})
+    assert not compare.unreached_before_submitting(_doc((partition, {"n1": lost}), failed))
+    assert not compare.unreached_before_submitting(_doc((partition, {"n1": ok})))
+    assert not compare.unreached_before_submitting("ERROR! the playbook could not be read")
+    assert f"- name: {compare.SUBMIT_TASK}\n" in (REPO / "playbooks" / "run_workload.yml").read_text()
