@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from magellan import contract
 from magellan.contract import JobRef, JobSpec
-from testbed.inventory import Inventory, Node, ansible_command, ansible_env, play_result
+from testbed.inventory import Inventory, Node, ansible_command, ansible_env, play_result, task_results
 from testbed.model import Comparison, NodeResult
 from testbed.prom import PromClient, PromError
 
@@ -136,12 +136,10 @@ def failed_hosts(output: str, hosts: list[str]) -> dict[str, str]:
         tail = " ".join(output.strip().splitlines()[-3:])[-500:]
         return {h: f"ansible-playbook gave no result ({tail or 'no output'})" for h in hosts}
     last: dict[str, str] = {}
-    for play in doc["plays"]:
-        for task in play.get("tasks", []):
-            for host, result in task.get("hosts", {}).items():
-                if result.get("failed") or result.get("unreachable"):
-                    msg = " ".join(str(result.get("msg", "")).split())
-                    last[host] = f"{task.get('task', {}).get('name', 'a task')}: {msg}"[:800]
+    for name, host, result in task_results(doc):
+        if result.get("failed") or result.get("unreachable"):
+            msg = " ".join(str(result.get("msg", "")).split())
+            last[host] = f"{name or 'a task'}: {msg}"[:800]
     stats = doc.get("stats", {})
 
     def stopped(host: str) -> bool:  # ignored failures count as "ignored" there, not as failures
@@ -165,15 +163,13 @@ def unreached_before_submitting(output: str) -> bool:
     except ValueError:
         return False
     unreachable = False
-    for play in doc["plays"]:
-        for task in play.get("tasks", []):
-            for result in task.get("hosts", {}).values():
-                if task.get("task", {}).get("name") == SUBMIT_TASK and not result.get("skipped"):
-                    return False
-                if result.get("unreachable"):
-                    unreachable = True
-                elif result.get("failed") and not result.get("ignore_errors"):
-                    return False
+    for name, _, result in task_results(doc):
+        if name == SUBMIT_TASK and not result.get("skipped"):
+            return False
+        if result.get("unreachable"):
+            unreachable = True
+        elif result.get("failed") and not result.get("ignore_errors"):
+            return False
     return unreachable
 
 

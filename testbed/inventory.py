@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,14 @@ def play_result(output: str) -> dict[str, Any]:
     if not isinstance(doc, dict) or "plays" not in doc:
         raise ValueError("not an ansible.posix.json result")
     return doc
+
+
+def task_results(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(task name, host, result) of every task of a play_result document, in the order they ran."""
+    for play in doc["plays"]:
+        for task in play.get("tasks", []):
+            for host, result in task.get("hosts", {}).items():
+                yield task.get("task", {}).get("name", ""), host, result
 
 
 def ad_hoc(inventory: str, host: str, module: str, args: str) -> tuple[dict[str, Any] | None, str]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from testbed.inventory import Inventory, play_result
+from testbed.inventory import Inventory, ansible_env, play_result, task_results
 from tests.integration.conftest import REPO, ansible_playbook, node_shell
 
 pytestmark = pytest.mark.integration
@@ -38,20 +38,18 @@ def check_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, 
     facts = tmp_path_factory.mktemp("check-facts")
     if (REPO / ".testbed" / "facts").is_dir():
         shutil.copytree(REPO / ".testbed" / "facts", facts, dirs_exist_ok=True)
-    env = {"ANSIBLE_CACHE_PLUGIN_CONNECTION": str(facts), "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
+    env = ansible_env(json_result=True) | {"ANSIBLE_CACHE_PLUGIN_CONNECTION": str(facts)}
     proc: subprocess.CompletedProcess[str] = ansible_playbook("site.yml", "--check", "--diff", env_extra=env)
     return proc.stdout + proc.stderr, play_result(proc.stdout)
 
 
 def results(run: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """(task name, host, result) of every task and loop item of the run."""
-    for play in run["plays"]:
-        for task in play["tasks"]:
-            for host, result in task["hosts"].items():
-                yield task["task"]["name"], host, result
-                for item in result.get("results") or []:
-                    if isinstance(item, dict):
-                        yield task["task"]["name"], host, item
+    for name, host, result in task_results(run):
+        yield name, host, result
+        for item in result.get("results") or []:
+            if isinstance(item, dict):
+                yield name, host, item
 
 
 def test_check_mode_on_a_converged_site_changes_nothing(check_run: tuple[str, dict[str, Any]]) -> None:
