@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 Kind = Literal["counter", "gauge"]
 Figure = tuple[Kind, str, str, float | None]  # counter|gauge, metric name, help, value (None: not reported)
-Family = CounterMetricFamily | GaugeMetricFamily
+Family = Metric  # a family of a scrape: a Families family or one of prometheus_client's
 
 
 def registry(collectors: Iterable[Collector], self_procfs: Path) -> CollectorRegistry:
@@ -44,35 +44,35 @@ def family(kind: Kind, name: str, doc: str, labels: Sequence[str]) -> Family:
     return (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(name, doc, labels=labels)
 
 
-class _Formatted:
-    """A family of Families: its samples as prometheus_client's add_metric makes them, and each also formatted as
-    exporters.web writes it (`lines`), once, when it is added: a scrape formats a label set once for all the figures
-    that share it, not once per sample."""
+class _Series(Metric):
+    """A family of Families. Each series is formatted once, when it is added, as exporters.web writes it (`lines`);
+    prometheus_client's Samples are made only when something asks for them (generate_latest, in the tests) from the
+    same series: a scrape builds one string per series, not a Sample, a label dict and a string (issue 16: a scrape
+    at most twice node_exporter's). Named as prometheus_client's Counter/GaugeMetricFamily name theirs: a counter
+    without its `_total`, its samples with it."""
 
-    name: str
-    samples: list[Sample]
-    _labelnames: tuple[str, ...]
-
-    def _init_lines(self, suffix: str) -> None:
+    def __init__(self, kind: Kind, name: str, doc: str, labels: Sequence[str]) -> None:
+        if kind == "counter" and name.endswith("_total"):
+            name = name[: -len("_total")]
+        super().__init__(name, doc, kind)
+        self.labelnames = tuple(labels)
+        self.sample_name = name + ("_total" if kind == "counter" else "")
         self.lines: list[str] = []
-        self.sample_name = self.name + suffix
+        self._series: list[tuple[Sequence[str], float]] = []  # label values (of labelnames, in order), value
 
-    def add_series(self, labels: dict[str, str], text: str, value: float) -> None:
-        """One series: `labels` (of this family's label names) and `text`, their web.label_text."""
-        self.samples.append(Sample(self.sample_name, labels, value, None))
+    @property
+    def samples(self) -> list[Sample]:
+        return [Sample(self.sample_name, dict(zip(self.labelnames, v, strict=False)), x, None) for v, x in self._series]
+
+    @samples.setter
+    def samples(self, value: list[Sample]) -> None:  # Metric.__init__'s empty list; the series are this family's
+        if value:
+            raise ValueError("a Families family takes its series from Families.add")
+
+    def add_series(self, values: Sequence[str], text: str, value: float) -> None:
+        """One series: `values` of this family's label names, in order, and `text`, their label text."""
+        self._series.append((values, value))
         self.lines.append(web.series_line(self.sample_name, text, value))
-
-
-class _Gauge(_Formatted, GaugeMetricFamily):
-    def __init__(self, name: str, doc: str, labels: Sequence[str]) -> None:
-        GaugeMetricFamily.__init__(self, name, doc, labels=labels)
-        self._init_lines("")
-
-
-class _Counter(_Formatted, CounterMetricFamily):
-    def __init__(self, name: str, doc: str, labels: Sequence[str]) -> None:
-        CounterMetricFamily.__init__(self, name, doc, labels=labels)
-        self._init_lines("_total")  # as CounterMetricFamily.add_metric names its samples
 
 
 class Families:
@@ -80,36 +80,33 @@ class Families:
     the exporter's labels for the thing it describes (a job, a domain), then the `extra` ones of its kind."""
 
     def __init__(self, labels: Sequence[str]) -> None:
-        self.labels = list(labels)
-        self._families: dict[str, _Gauge | _Counter] = {}
+        self.labels = tuple(labels)
+        self._families: dict[str, _Series] = {}
 
     def add(self, figures: Iterable[Figure], values: Sequence[str], extra: Sequence[str] = ()) -> None:
         """One series per figure reported (a None value is left out: not reported by its source)."""
-        names = (*self.labels, *extra)
-        labels: dict[str, str] | None = None
-        text = ""
+        names = (*self.labels, *extra) if extra else self.labels
+        text: str | None = None
         for kind, name, doc, value in figures:
             if value is None:
                 continue
             f = self._families.get(name)
             if f is None:
-                f = self._families[name] = (_Counter if kind == "counter" else _Gauge)(name, doc, names)
-            if f._labelnames != names:  # a family first added with other extra labels: its own names, as add_metric
-                own = dict(zip(f._labelnames, values, strict=False))
-                f.add_series(own, web.label_text(own), value)
+                f = self._families[name] = _Series(kind, name, doc, names)
+            if f.labelnames != names:  # a family first added with other extra labels: its own names, as add_metric
+                own = values[: len(f.labelnames)]
+                f.add_series(own, web.label_values_text(f.labelnames, own), value)
                 continue
-            if labels is None:
-                labels = dict(zip(names, values, strict=False))  # as add_metric zips them
-                text = web.label_text(labels)
-            f.samples.append(Sample(f.sample_name, labels, value, None))  # add_series, inlined: once per series
-            f.lines.append(web.series_line(f.sample_name, text, value))
+            if text is None:  # once for all the figures of these labels
+                text = web.label_values_text(names, values)
+            f.add_series(values, text, value)
 
     def state(self, name: str, doc: str, states: Sequence[str], current: str, values: Sequence[str]) -> None:
         """A state gauge, label `state`: 1 for the current state, 0 for each of the others."""
         for s in states:
             self.add([("gauge", name, doc, 1.0 if s == current else 0.0)], [*values, s], ("state",))
 
-    def __iter__(self) -> Iterator[Family]:
+    def __iter__(self) -> Iterator[Metric]:
         return iter(self._families.values())
 
 

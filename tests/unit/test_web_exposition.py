@@ -73,6 +73,21 @@ def test_any_label_value_and_help_text(value: str, doc: str) -> None:
     assert web.exposition(r) == generate_latest(r)
 
 
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.text(), min_size=3, max_size=3), number=st.floats() | st.integers(-(2**70), 2**70))
+def test_families_series_as_generate_latest_writes_them(values: list[str], number: float) -> None:
+    """common.Families formats each series once, as it is added (label names out of order, extra label names, a
+    family first added with other extra ones, any value): what generate_latest writes from its samples."""
+    f = common.Families(("zone", "node"))
+    f.add([("counter", "magellan_t_total", "a counter", number), ("gauge", "magellan_g", "a gauge", 1.0)], values[:2])
+    f.add([("gauge", "magellan_g", "a gauge", -0.0)], values[:2])
+    f.add([("gauge", "magellan_s", "a state", 0.5), ("gauge", "magellan_g", "a gauge", number)], values, ("a",))
+    f.add([("gauge", "magellan_skipped", "not reported", None)], values[:2])
+    r = registry(list(f))
+    assert web.exposition(r) == generate_latest(r)
+    assert b"magellan_skipped" not in web.exposition(r)
+
+
 @pytest.mark.parametrize("tree", ["procfs", "node_exporter", "host", "guest/recovering", "guest/reshape"])
 def test_the_storage_exporters_scrape_of_a_recorded_tree(tree: str) -> None:
     paths = Paths(procfs=FIX / tree / "proc", sysfs=FIX / tree / "sys")
