@@ -390,9 +390,12 @@ def remote(path: str) -> bool:
 
 
 def evict(path: str) -> None:
-    """Drop the file's pages from the page cache (clean pages only, no privilege needed): the next read is cold."""
+    """Drop the file's pages from the page cache (no privilege needed): the next read is cold. Its dirty pages are
+    written back first: DONTNEED drops clean pages only, and an input just made (a storm's fresh copies) is dirty
+    for up to 30 s; a storm of 16 readers read 10 of its 16 fresh copies from the page cache, 0 bytes from storage."""
     fd = os.open(path, os.O_RDONLY)
     try:
+        os.fdatasync(fd)  # a read-only descriptor will do (Linux)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)

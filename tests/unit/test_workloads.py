@@ -92,6 +92,22 @@ def test_workloads_parse_as_python_3_9() -> None:
 # --- the progress file ---------------------------------------------------------------------------------------------
 
 
+def test_evict_drops_a_file_just_written_from_the_page_cache() -> None:
+    """--cold's eviction of an input whose pages are still dirty (made seconds before, as a storm's copies are):
+    nothing of it stays in the page cache (util-linux fincore). On a disk, not /tmp: a tmpfs keeps its pages."""
+    state = Path(__file__).resolve().parents[2] / ".testbed"
+    state.mkdir(exist_ok=True)
+    path = state / f"evict-test-{os.getpid()}.bin"
+    try:
+        path.write_bytes(os.urandom(8 << 20))
+        resident = ["fincore", "--noheadings", "--bytes", "--output", "RES", str(path)]
+        assert int(subprocess.run(resident, capture_output=True, text=True, check=True).stdout) == 8 << 20
+        cli.evict(str(path))
+        assert int(subprocess.run(resident, capture_output=True, text=True, check=True).stdout) == 0
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def test_progress_writer_contract(tmp_path: Path) -> None:
     w = ProgressWriter(str(tmp_path), "job-1", "simulate", 100)
     w.update(0)
