@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -59,10 +60,32 @@ class Problems:
         self._now.add(message)
 
 
+# Not blocking (a FIFO or a terminal answers at once), not following a final symlink, not leaking into children
+_ATTRIBUTE_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def read_attribute(path: str | Path) -> str | None:
+    """A sysfs attribute's text, None when it is absent. A scrape reads a dozen an array, so this is read_text
+    without its fstat and its read to the end: an attribute is at most a page and one read returns it whole. What is
+    not an attribute is still bounded and refused: more than a page (a device, a large file) is a ValueError, a
+    directory an OSError, a FIFO or a terminal reads empty or fails at once."""
+    try:
+        fd = os.open(path, _ATTRIBUTE_FLAGS)
+    except (FileNotFoundError, NotADirectoryError):  # absent, or a parent is not a directory: absent as well
+        return None
+    try:
+        data = os.read(fd, SYSFS_MAX + 1)
+    finally:
+        os.close(fd)
+    if len(data) > SYSFS_MAX:
+        raise ValueError(f"larger than {SYSFS_MAX} bytes: not a sysfs attribute")
+    return data.decode("utf-8", errors="replace")
+
+
 def read_sysfs(path: str | Path, parse: Callable[[str], T], problem: Problems, reason: str) -> T | None:
     """A sysfs attribute parsed, None when it is absent; an unreadable or unusable one is a problem of `reason`."""
     try:
-        text = read_text(path, SYSFS_MAX)
+        text = read_attribute(path)
         return None if text is None else parse(text)
     except (OSError, ValueError) as exc:
         problem(reason, f"{path}: {exc}")

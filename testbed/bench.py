@@ -238,7 +238,9 @@ def array_rows(inventory: str, node: str, repeat: int = 2) -> tuple[list[tuple[s
     for host in inv.groups.get(arrays.GROUP, []):
         for m in arrays.measure(inv, host):
             a = m.array
-            served = f"/srv/arrays/{a.name}/magellan-bench/events.root"
+            staged = f"/srv/arrays/{a.name}/magellan-bench"
+            served = f"{staged}/events.root"
+            _ok(*ad_hoc(inventory, host, "ansible.builtin.file", f"path={staged} state=directory mode=0755"), "stage")
             _ok(*ad_hoc(inventory, host, "ansible.builtin.copy", f"src={data} dest={served} mode=0644"), "stage")
             url = f"root://{inv.node(host).address}:{contract.PORTS['xrootd']}/{served}"
             runs = []
@@ -248,8 +250,7 @@ def array_rows(inventory: str, node: str, repeat: int = 2) -> tuple[list[tuple[s
                 job = _ok(*ad_hoc(inventory, node, "ansible.builtin.shell", f"{contract.workload_command()} analyze "
                           f"--job-id bench-xrd --jobs-dir /tmp/magellan-bench --input {url}"), "analyze")  # fmt: skip
                 runs.append(float(json.loads(job["stdout"])["mb_per_second"]))
-            _ok(*ad_hoc(inventory, host, "ansible.builtin.file", f"path={served.rsplit('/', 1)[0]} state=absent"),
-                "clean up")  # fmt: skip
+            _ok(*ad_hoc(inventory, host, "ansible.builtin.file", f"path={staged} state=absent"), "clean up")
             analyze, fio = statistics.median(runs), m.read_bytes_per_s / 1e6
             figures[f"{host}:{a.name}"] = {"analyze_mb_s": runs, "fio_mb_s": fio, "fio_iops": m.read_iops,
                                            "accel": m.accel}  # fmt: skip

@@ -488,6 +488,31 @@ def test_broken_sources_are_counted_and_the_rest_reported(tmp_path: Path) -> Non
     assert 'magellan_storage_disk_info{device="sda",major="8",minor="0",node="n1",scheduler=""} 1.0' in text
 
 
+def test_what_is_not_a_sysfs_attribute_is_bounded_and_counted(tmp_path: Path) -> None:
+    """read_attribute, the sysfs reader without read_text's fstat: a FIFO (with a writer that holds it open and never
+    writes, which a blocking read would wait for), a file larger than a page and a directory where md's attributes
+    are: each a problem of its reason, the scrape answers, the rest of the array is still reported."""
+    tree = tmp_path / "tree"
+    shutil.copytree(FIX / "guest" / "recovering", tree, symlinks=True)
+    md = next((tree / "sys" / "block").glob("md*/md"))
+    (md / "sync_speed").unlink()
+    os.mkfifo(md / "sync_speed")
+    writer = os.open(md / "sync_speed", os.O_RDWR)  # a writer that never writes: a blocking read would wait forever
+    try:
+        (md / "level").unlink()
+        (md / "level").write_text("raid6\n" * 1000)
+        (md / "uuid").unlink()
+        (md / "uuid").mkdir()
+        paths = Paths(procfs=tree / "proc", sysfs=tree / "sys")
+        problems = Problems(Health("storage", {"node": "n1"}, storage.ERROR_REASONS, "x", "y"))
+        c = MdCollector(paths, "n1", problems, tree / "dev" / "md")
+        families, ok = c.read()
+        assert not ok and problems.health.errors["md_sysfs"] == 3, problems.health.errors
+        assert any(f.name == "magellan_storage_md_member_info" for f in families)
+    finally:
+        os.close(writer)
+
+
 def test_no_md_driver_is_no_arrays_not_an_error() -> None:
     text = exposition(collector("host", ("md",)))
     assert "magellan_storage_md_" not in text and 'magellan_storage_up{node="n1"} 1.0' in text
