@@ -59,6 +59,12 @@ class TimeRange:
     def step(self) -> float:
         return max(self.scrape, math.ceil((self.end - self.start) / MAX_POINTS))
 
+    @property
+    def first(self) -> float:
+        """The first time a range query evaluates: the grid of steps ends on `end` itself, so that a series that
+        appeared in the range's last step (results published a moment before the pages are drawn) is drawn too."""
+        return self.end - math.floor((self.end - self.start) / self.step) * self.step
+
     def variables(self) -> dict[str, str]:
         rate = max(self.step + self.scrape, 4 * self.scrape)
         return {
@@ -126,7 +132,7 @@ def _ordered(dash: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def _series(prom: PromClient, target: dict[str, Any], variables: dict[str, str], rng: TimeRange) -> list[Series]:
     expr = expand(target["expr"], variables)
     grouped: dict[frozenset[tuple[str, str]], list[tuple[float, float]]] = {}
-    for s in prom.query_range(expr, rng.start, rng.end, rng.step):
+    for s in prom.query_range(expr, rng.first, rng.end, rng.step):
         grouped.setdefault(frozenset(s.labels.items()), []).append((s.timestamp, s.value))
     out = []
     for labels, points in grouped.items():

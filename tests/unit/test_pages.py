@@ -175,3 +175,10 @@ class _Configured(PromClient):
 )
 def test_the_rate_window_follows_the_longest_scrape_interval(config: str, seconds: float) -> None:
     assert panels.scrape_interval(_Configured(config)) == seconds
+
+
+def test_the_range_queries_grid_ends_on_the_ranges_end() -> None:
+    """A series published a moment before the pages are drawn is in the last evaluation (the grid ends on `end`)."""
+    rng = panels.TimeRange(start=1000.0, end=1997.0, scrape=5.0)
+    assert rng.start <= rng.first < rng.start + rng.step
+    assert (rng.end - rng.first) % rng.step == 0
